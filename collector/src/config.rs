@@ -1,0 +1,339 @@
+//! Collector configuration: a TOML file (every field optional, defaults below), validated by
+//! [`CollectorConfig::validate`] before anything starts.
+//!
+//! ```toml
+//! data_dir = "/var/lib/sightline-collector"   # checkpoints live here
+//! host = "ip-10-0-1-17"                       # defaults to the machine's host name
+//!
+//! [docker]
+//! containers_dir = "/var/lib/docker/containers"
+//! service_label = "app"                       # tried after the ECS and compose labels
+//!
+//! [kafka]
+//! brokers = "kafka-1:9092,kafka-2:9092"
+//! topic = "sightline.logs"
+//!
+//! [[correlation.patterns]]
+//! regex = 'blk_-?[0-9]+'                      # whole match, group 1, or group `id`
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// Invalid configuration: the message names the field and the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The path given.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown fields (the message gives line and column).
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The path given.
+        path: PathBuf,
+        /// What toml said, with line and column.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid config: {field}: {message}")]
+    Invalid {
+        /// Dotted field name, e.g. `correlation.patterns[1].regex`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// The whole collector configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectorConfig {
+    /// Directory for the collector's state (checkpoints). Default `./sightline-collector-data`.
+    pub data_dir: PathBuf,
+    /// Host name stamped on every event (`host.name`). Default: the machine's host name.
+    pub host: Option<String>,
+    /// Docker json-file log source.
+    pub docker: DockerConfig,
+    /// Kafka sink.
+    pub kafka: KafkaConfig,
+    /// Correlation ID, trace ID, hop and level extraction.
+    pub correlation: CorrelationConfig,
+    /// Batching towards Kafka.
+    pub batch: BatchConfig,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        CollectorConfig {
+            data_dir: PathBuf::from("sightline-collector-data"),
+            host: None,
+            docker: DockerConfig::default(),
+            kafka: KafkaConfig::default(),
+            correlation: CorrelationConfig::default(),
+            batch: BatchConfig::default(),
+        }
+    }
+}
+
+/// Where and how to tail Docker's json-file logs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DockerConfig {
+    /// Directory holding one folder per container (`<id>/config.v2.json`, `<id>/<id>-json.log`).
+    /// Default `/var/lib/docker/containers`.
+    pub containers_dir: PathBuf,
+    /// Label used for the service name when neither `com.amazonaws.ecs.task-definition-family`
+    /// nor `com.docker.compose.service` is set. Default none (then the container name is used).
+    pub service_label: Option<String>,
+    /// How often the containers directory is rescanned for new and removed containers, ms.
+    /// Default 250.
+    pub discovery_interval_ms: u64,
+    /// How often a tailer at end of file looks for new bytes, ms. Default 100.
+    pub poll_interval_ms: u64,
+    /// Largest reassembled line, bytes: Docker splits lines at 16 KiB; pieces are joined up to
+    /// this size, and a longer line is shipped as several events marked
+    /// `sightline.split_part`. Default 262144 (256 KiB).
+    pub max_line_bytes: usize,
+    /// A partial line (no trailing newline) whose continuation has not come after this many
+    /// ms is shipped as it is, marked `sightline.partial=true`. Default 5000.
+    pub partial_flush_timeout_ms: u64,
+    /// Bytes read per read call. Default 1 MiB.
+    pub read_buffer_bytes: usize,
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        DockerConfig {
+            containers_dir: PathBuf::from("/var/lib/docker/containers"),
+            service_label: None,
+            discovery_interval_ms: 250,
+            poll_interval_ms: 100,
+            max_line_bytes: 256 * 1024,
+            partial_flush_timeout_ms: 5000,
+            read_buffer_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Kafka producer settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma-separated `host:port`. Default `127.0.0.1:9092`.
+    pub brokers: String,
+    /// Topic for log events. Default `sightline.logs`.
+    pub topic: String,
+    /// Partitions to create the topic with when it does not exist. Default 6.
+    pub partitions: i32,
+    /// Compression codec: `lz4` (default), `zstd`, `snappy`, `gzip` or `none`.
+    pub compression: String,
+    /// Extra librdkafka producer properties (e.g. `"security.protocol" = "ssl"`); they
+    /// override Sightline's defaults except `enable.idempotence` and `acks`.
+    pub client: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            topic: sightline_model::kafka::LOGS_TOPIC.into(),
+            partitions: 6,
+            compression: "lz4".into(),
+            client: BTreeMap::new(),
+        }
+    }
+}
+
+/// One extra correlation ID pattern for text lines.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatternConfig {
+    /// Regular expression (Rust `regex` syntax). The ID is the capture group named `id`, else
+    /// group 1, else the whole match. Every match in a line is kept.
+    pub regex: String,
+}
+
+/// Extraction of correlation IDs and friends.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorrelationConfig {
+    /// Use the built-in patterns (`x-correlation-id=…`, `correlation_id=…`, `request_id=…`,
+    /// W3C `traceparent`, `X-Amzn-Trace-Id: Root=…`). Default true.
+    pub default_patterns: bool,
+    /// Extra patterns for text lines, tried before the built-in ones.
+    pub patterns: Vec<PatternConfig>,
+    /// JSON keys (case-insensitive) holding a correlation ID in JSON lines, in priority order.
+    /// Default `correlation_id`, `correlationId`, `x-correlation-id`, `request_id`,
+    /// `requestId`, `x-request-id`, `trace_id`, `traceId`.
+    pub json_keys: Vec<String>,
+}
+
+impl Default for CorrelationConfig {
+    fn default() -> Self {
+        CorrelationConfig {
+            default_patterns: true,
+            patterns: Vec::new(),
+            json_keys: [
+                "correlation_id",
+                "correlationid",
+                "x-correlation-id",
+                "request_id",
+                "requestid",
+                "x-request-id",
+                "trace_id",
+                "traceid",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+/// Batching: how many events go into one Kafka message.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Flush a partition's batch once its events reach this many bytes of message text.
+    /// Default 524288 (512 KiB); keep it under the broker's `message.max.bytes`.
+    pub max_bytes: usize,
+    /// Flush everything at least this often, ms. Default 100.
+    pub linger_ms: u64,
+    /// Batches in flight to Kafka before reading pauses (backpressure). Default 64.
+    pub max_in_flight: usize,
+    /// Minimum interval between checkpoint writes, ms. Default 200.
+    pub checkpoint_interval_ms: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_bytes: 512 * 1024,
+            linger_ms: 100,
+            max_in_flight: 64,
+            checkpoint_interval_ms: 200,
+        }
+    }
+}
+
+impl CollectorConfig {
+    /// Reads and parses a TOML file (no validation: call [`CollectorConfig::validate`]).
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Checks every value; pure (touches no file or network).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.kafka.brokers.trim().is_empty() {
+            return Err(invalid("kafka.brokers", "must not be empty"));
+        }
+        if self.kafka.topic.is_empty() || self.kafka.topic.len() > 249 {
+            return Err(invalid("kafka.topic", "must be 1 to 249 characters"));
+        }
+        if !(1..=10_000).contains(&self.kafka.partitions) {
+            return Err(invalid("kafka.partitions", "must be between 1 and 10000"));
+        }
+        if !["lz4", "zstd", "snappy", "gzip", "none"].contains(&self.kafka.compression.as_str()) {
+            return Err(invalid(
+                "kafka.compression",
+                "must be one of lz4, zstd, snappy, gzip, none",
+            ));
+        }
+        for key in ["enable.idempotence", "acks"] {
+            if self.kafka.client.contains_key(key) {
+                return Err(invalid(
+                    format!("kafka.client.{key}"),
+                    "is fixed by Sightline (idempotent, acks=all) and cannot be overridden",
+                ));
+            }
+        }
+        let d = &self.docker;
+        if !(16 * 1024..=64 * 1024 * 1024).contains(&d.max_line_bytes) {
+            return Err(invalid(
+                "docker.max_line_bytes",
+                "must be between 16384 and 67108864",
+            ));
+        }
+        if d.discovery_interval_ms == 0 || d.poll_interval_ms == 0 {
+            return Err(invalid("docker.*_interval_ms", "must be greater than 0"));
+        }
+        if d.read_buffer_bytes < 4096 {
+            return Err(invalid("docker.read_buffer_bytes", "must be at least 4096"));
+        }
+        if self.batch.max_bytes < 1024 || self.batch.max_in_flight == 0 {
+            return Err(invalid(
+                "batch",
+                "max_bytes must be at least 1024 and max_in_flight at least 1",
+            ));
+        }
+        for (i, p) in self.correlation.patterns.iter().enumerate() {
+            regex::Regex::new(&p.regex)
+                .map_err(|e| invalid(format!("correlation.patterns[{i}].regex"), e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        CollectorConfig::default().validate().unwrap();
+        CollectorConfig::from_toml("").unwrap().validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_field_is_rejected_with_position() {
+        let err = CollectorConfig::from_toml("[docker]\ncontainer_dir = '/x'\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("unknown field `container_dir`"), "{msg}");
+        assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn bad_regex_names_the_pattern() {
+        let cfg =
+            CollectorConfig::from_toml("[[correlation.patterns]]\nregex = 'blk_(['\n").unwrap();
+        let msg = cfg.validate().unwrap_err().to_string();
+        assert!(msg.contains("correlation.patterns[0].regex"), "{msg}");
+    }
+
+    #[test]
+    fn acks_cannot_be_overridden() {
+        let cfg = CollectorConfig::from_toml("[kafka.client]\nacks = '1'\n").unwrap();
+        assert!(cfg.validate().is_err());
+    }
+}

@@ -1,0 +1,376 @@
+//! The application's own line: correlation IDs, W3C trace and span IDs, hop and level.
+//!
+//! JSON lines (`{…}`) are read key by key: only the keys of interest are decoded, the rest is
+//! skipped without allocating. Keys match case-insensitively. Text lines go through regexes:
+//! the configured ones first (every match kept, e.g. all HDFS block IDs of a line), then the
+//! built-in ones for `x-correlation-id=…`, `correlation_id=…`, `request_id=…`, W3C
+//! `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`, w3.org/TR/trace-context) and AWS X-Ray
+//! `X-Amzn-Trace-Id: Root=1-<8 hex>-<24 hex>` (normalised to a 32-hex trace ID as OTel does).
+//! With no correlation ID found, the trace ID stands in for it.
+
+use std::fmt;
+
+use regex::Regex;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+use crate::config::{ConfigError, CorrelationConfig};
+use sightline_model::Level;
+
+/// What was found in one line.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Extracted {
+    /// Correlation IDs in priority order, without duplicates.
+    pub correlation_ids: Vec<String>,
+    /// 32 lowercase hex.
+    pub trace_id: Option<String>,
+    /// 16 lowercase hex.
+    pub span_id: Option<String>,
+    /// Hop count.
+    pub hop: Option<u32>,
+    /// Level.
+    pub level: Option<Level>,
+}
+
+impl Extracted {
+    fn add_id(&mut self, id: &str) {
+        let id = id.trim();
+        if !id.is_empty() && id.len() <= 256 && !self.correlation_ids.iter().any(|c| c == id) {
+            self.correlation_ids.push(id.to_string());
+        }
+    }
+}
+
+/// Compiled extraction rules (built once from [`CorrelationConfig`]).
+pub struct Extractor {
+    custom: Vec<Regex>,
+    builtin: Vec<Regex>,
+    traceparent: Regex,
+    xray: Regex,
+    hop: Regex,
+    level_kv: Regex,
+    level_word: Regex,
+    json_keys: Vec<String>,
+}
+
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Parses a W3C `traceparent` value into (trace ID, span ID); all-zero IDs are invalid.
+pub fn parse_traceparent(v: &str) -> Option<(String, String)> {
+    let mut it = v.trim().split('-');
+    let (ver, trace, span, flags) = (it.next()?, it.next()?, it.next()?, it.next()?);
+    if !is_hex(ver, 2) || !is_hex(trace, 32) || !is_hex(span, 16) || !is_hex(flags, 2) {
+        return None;
+    }
+    let (trace, span) = (trace.to_ascii_lowercase(), span.to_ascii_lowercase());
+    if trace.bytes().all(|b| b == b'0') || span.bytes().all(|b| b == b'0') {
+        return None;
+    }
+    Some((trace, span))
+}
+
+fn capture_id<'t>(re: &Regex, caps: &regex::Captures<'t>) -> Option<&'t str> {
+    let _ = re;
+    caps.name("id")
+        .or_else(|| caps.get(1))
+        .or_else(|| caps.get(0))
+        .map(|m| m.as_str())
+}
+
+impl Extractor {
+    /// Compiles the rules; errors name the bad pattern.
+    pub fn new(cfg: &CorrelationConfig) -> Result<Self, ConfigError> {
+        let custom = cfg
+            .patterns
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                Regex::new(&p.regex).map_err(|e| ConfigError::Invalid {
+                    field: format!("correlation.patterns[{i}].regex"),
+                    message: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let builtin = if cfg.default_patterns {
+            [
+                r#"(?i)\bx-correlation-id["']?\s*[=:]\s*["']?(?P<id>[\w.:-]+)"#,
+                r#"(?i)\bcorrelation[_-]?id["']?\s*[=:]\s*["']?(?P<id>[\w.:-]+)"#,
+                r#"(?i)\b(?:x-)?request[_-]?id["']?\s*[=:]\s*["']?(?P<id>[\w.:-]+)"#,
+            ]
+            .iter()
+            .map(|p| Regex::new(p).expect("built-in pattern"))
+            .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Extractor {
+            custom,
+            builtin,
+            traceparent: Regex::new(r"\b[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}\b")
+                .expect("traceparent"),
+            xray: Regex::new(r"Root=1-([0-9a-fA-F]{8})-([0-9a-fA-F]{24})").expect("xray"),
+            hop: Regex::new(r#"(?i)\bhop["']?\s*[=:]\s*["']?(\d{1,9})\b"#).expect("hop"),
+            level_kv: Regex::new(r#"(?i)\b(?:level|lvl|severity)["']?\s*[=:]\s*["']?(\w+)"#)
+                .expect("level"),
+            level_word: Regex::new(
+                r"\b(TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|FATAL|CRITICAL|PANIC)\b",
+            )
+            .expect("level word"),
+            json_keys: cfg
+                .json_keys
+                .iter()
+                .map(|k| k.to_ascii_lowercase())
+                .collect(),
+        })
+    }
+
+    /// Extracts everything from one line of application output.
+    pub fn extract(&self, line: &str) -> Extracted {
+        let mut out = Extracted::default();
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('{') && self.extract_json(trimmed, &mut out) {
+            if out.correlation_ids.is_empty() {
+                self.extract_text_ids(line, &mut out);
+            }
+        } else {
+            self.extract_text_ids(line, &mut out);
+            self.extract_text_meta(line, &mut out);
+        }
+        if out.correlation_ids.is_empty() {
+            if let Some(t) = out.trace_id.clone() {
+                out.correlation_ids.push(t);
+            }
+        }
+        out
+    }
+
+    fn extract_text_ids(&self, line: &str, out: &mut Extracted) {
+        for re in &self.custom {
+            for caps in re.captures_iter(line) {
+                if let Some(id) = capture_id(re, &caps) {
+                    out.add_id(id);
+                }
+            }
+        }
+        for re in &self.builtin {
+            if let Some(caps) = re.captures(line) {
+                if let Some(id) = capture_id(re, &caps) {
+                    out.add_id(id);
+                }
+            }
+        }
+        if out.trace_id.is_none() {
+            if let Some(c) = self.traceparent.captures(line) {
+                let (t, s) = (&c[1], &c[2]);
+                if !t.bytes().all(|b| b == b'0') {
+                    out.trace_id = Some(t.to_string());
+                    out.span_id = Some(s.to_string());
+                }
+            } else if let Some(c) = self.xray.captures(line) {
+                out.add_id(&c[0]["Root=".len()..]);
+                out.trace_id = Some(format!("{}{}", &c[1], &c[2]).to_ascii_lowercase());
+            }
+        }
+    }
+
+    fn extract_text_meta(&self, line: &str, out: &mut Extracted) {
+        if out.hop.is_none() {
+            if let Some(c) = self.hop.captures(line) {
+                out.hop = c[1].parse().ok();
+            }
+        }
+        if out.level.is_none() {
+            let mut head = line.len().min(512);
+            while !line.is_char_boundary(head) {
+                head -= 1;
+            }
+            let head = &line[..head];
+            out.level = self
+                .level_kv
+                .captures(head)
+                .and_then(|c| Level::parse(&c[1]))
+                .or_else(|| {
+                    self.level_word
+                        .captures(head)
+                        .and_then(|c| Level::parse(&c[1]))
+                });
+        }
+    }
+
+    /// Returns false when the line is not a JSON object after all.
+    fn extract_json(&self, line: &str, out: &mut Extracted) -> bool {
+        let mut de = serde_json::Deserializer::from_str(line);
+        de.deserialize_map(JsonVisitor { ex: self, out }).is_ok()
+    }
+
+    fn json_field(&self, key: &str, value: Scalar, out: &mut Extracted) {
+        let v = value.0.as_str();
+        match key {
+            "traceparent" => {
+                if let Some((t, s)) = parse_traceparent(v) {
+                    out.trace_id = Some(t);
+                    out.span_id = Some(s);
+                }
+            }
+            "x-amzn-trace-id" => {
+                if let Some(c) = self.xray.captures(v) {
+                    out.add_id(&c[0]["Root=".len()..]);
+                    out.trace_id
+                        .get_or_insert_with(|| format!("{}{}", &c[1], &c[2]).to_ascii_lowercase());
+                }
+            }
+            "span_id" | "spanid" if is_hex(v, 16) => out.span_id = Some(v.to_ascii_lowercase()),
+            "hop" => out.hop = v.parse().ok(),
+            "level" | "lvl" | "severity" | "log.level" | "loglevel" | "severity_text" => {
+                out.level = out.level.or_else(|| Level::parse(v))
+            }
+            _ => {}
+        }
+        if (key == "trace_id" || key == "traceid") && is_hex(v, 32) {
+            out.trace_id = Some(v.to_ascii_lowercase());
+        }
+        if let Some(rank) = self.json_keys.iter().position(|k| k == key) {
+            // Keep priority order of json_keys regardless of key order in the line.
+            let id = v.trim();
+            if !id.is_empty() && id.len() <= 256 && !out.correlation_ids.iter().any(|c| c == id) {
+                let pos = out.correlation_ids.len().min(rank);
+                out.correlation_ids.insert(pos, id.to_string());
+            }
+        }
+    }
+}
+
+/// A JSON scalar rendered as a string (objects and arrays become empty).
+struct Scalar(String);
+
+impl<'de> de::Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        Ok(Scalar(match v {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::Bool(b) => b.to_string(),
+            _ => String::new(),
+        }))
+    }
+}
+
+struct JsonVisitor<'a> {
+    ex: &'a Extractor,
+    out: &'a mut Extracted,
+}
+
+const META_KEYS: &[&str] = &[
+    "traceparent",
+    "x-amzn-trace-id",
+    "trace_id",
+    "traceid",
+    "span_id",
+    "spanid",
+    "hop",
+    "level",
+    "lvl",
+    "severity",
+    "log.level",
+    "loglevel",
+    "severity_text",
+];
+
+impl<'de> Visitor<'de> for JsonVisitor<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut key_buf = String::new();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            key_buf.clear();
+            key_buf.push_str(&key);
+            key_buf.make_ascii_lowercase();
+            let wanted =
+                META_KEYS.contains(&key_buf.as_str()) || self.ex.json_keys.contains(&key_buf);
+            if wanted {
+                let v: Scalar = map.next_value()?;
+                self.ex.json_field(&key_buf, v, self.out);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PatternConfig;
+
+    fn ex() -> Extractor {
+        Extractor::new(&CorrelationConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn json_lines() {
+        let e = ex().extract(
+            r#"{"ts":1,"LEVEL":"warn","msg":"paid","request_id":"r-9","correlation_id":"c-1","hop":2,"nested":{"a":[1,2]}}"#,
+        );
+        assert_eq!(e.correlation_ids, ["c-1", "r-9"]);
+        assert_eq!(e.hop, Some(2));
+        assert_eq!(e.level, Some(Level::Warn));
+        let e = ex().extract(
+            r#"{"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01","level":"ERROR"}"#,
+        );
+        assert_eq!(
+            e.trace_id.as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(e.span_id.as_deref(), Some("00f067aa0ba902b7"));
+        assert_eq!(e.correlation_ids, ["4bf92f3577b34da6a3ce929d0e0e4736"]);
+        assert_eq!(e.level, Some(Level::Error));
+    }
+
+    #[test]
+    fn text_lines() {
+        let e = ex().extract("2024-01-01 INFO handled x-correlation-id=abc-123 hop=3 in 5ms");
+        assert_eq!(e.correlation_ids, ["abc-123"]);
+        assert_eq!(e.hop, Some(3));
+        assert_eq!(e.level, Some(Level::Info));
+        let e = ex().extract(
+            "GET / X-Amzn-Trace-Id: Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+        );
+        assert_eq!(e.correlation_ids, ["1-5759e988-bd862e3fe1be46a994272793"]);
+        assert_eq!(
+            e.trace_id.as_deref(),
+            Some("5759e988bd862e3fe1be46a994272793")
+        );
+        let e = ex().extract("level=error msg=\"boom\" traceparent=00-00000000000000000000000000000000-00f067aa0ba902b7-01");
+        assert!(e.trace_id.is_none(), "all-zero trace IDs are invalid");
+        assert_eq!(e.level, Some(Level::Error));
+    }
+
+    #[test]
+    fn custom_patterns_keep_every_match() {
+        let cfg = CorrelationConfig {
+            patterns: vec![PatternConfig {
+                regex: "blk_-?[0-9]+".into(),
+            }],
+            ..Default::default()
+        };
+        let e = Extractor::new(&cfg).unwrap().extract(
+            "081109 204655 556 INFO dfs.DataNode$PacketResponder: Received block blk_3587508140051953248 of size 67108864 from /10.251.42.84, blk_-42",
+        );
+        assert_eq!(e.correlation_ids, ["blk_3587508140051953248", "blk_-42"]);
+        assert_eq!(e.level, Some(Level::Info));
+    }
+
+    #[test]
+    fn broken_json_falls_back_to_text() {
+        let e = ex().extract(r#"{"correlation_id": "c-7", oops"#);
+        assert_eq!(e.correlation_ids, ["c-7"]);
+        let e = ex().extract("{ not json at all correlation_id=zz }");
+        assert_eq!(e.correlation_ids, ["zz"]);
+    }
+}

@@ -1,0 +1,302 @@
+//! Docker `json-file` framing: one JSON object per line, `{"log":…,"stream":…,"attrs":…,"time":…}`
+//! (moby `daemon/logger/jsonfilelog/jsonlog`), and reassembly of the lines Docker split at
+//! 16 KiB: a piece whose `log` lacks the trailing `\n` continues in the next piece of the same
+//! stream (moby `daemon/logger/copier.go`; every piece reuses the first piece's time).
+//!
+//! [`Reassembler`] turns file lines into [`Record`]s. It never drops input: a line that is not
+//! valid framing becomes a record with `parse_error` set and the raw bytes (lossy UTF-8) as
+//! text; a reassembled line longer than the cap is cut into parts marked `split_part`; a piece
+//! whose continuation never comes is flushed after a timeout, marked `partial`.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use super::timestamp::parse_rfc3339_ns;
+
+/// One json-file line as Docker writes it (unknown keys ignored).
+#[derive(Deserialize)]
+struct Frame<'a> {
+    #[serde(borrow, default)]
+    log: Cow<'a, str>,
+    #[serde(borrow, default)]
+    stream: Cow<'a, str>,
+    #[serde(borrow, default)]
+    time: Cow<'a, str>,
+    #[serde(default)]
+    attrs: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A complete log record: one application line, reassembled if Docker split it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    /// Byte offset in the file of the record's first line (the event's position).
+    pub offset: u64,
+    /// Line text without the trailing newline.
+    pub text: String,
+    /// `stdout`, `stderr`, or empty when unknown.
+    pub stream: String,
+    /// Docker's timestamp in ns since the epoch; `None` when missing or unparsable.
+    pub time_ns: Option<u64>,
+    /// Docker `attrs` (log-opt labels/env/tag), values as strings.
+    pub attrs: BTreeMap<String, String>,
+    /// Why the framing could not be parsed; the raw line is in `text`.
+    pub parse_error: Option<String>,
+    /// Set when a line longer than the cap was cut: 1-based part number.
+    pub split_part: Option<u32>,
+    /// Set when a piece was flushed without its continuation (timeout or end of file).
+    pub partial: bool,
+}
+
+struct Pending {
+    offset: u64,
+    text: String,
+    time_ns: Option<u64>,
+    attrs: BTreeMap<String, String>,
+    since: Instant,
+    parts: u32,
+}
+
+/// Per-file reassembly of split lines (one pending piece per stream).
+pub struct Reassembler {
+    max_line_bytes: usize,
+    pending: Vec<(String, Pending)>,
+}
+
+fn strip_newline(s: &str) -> Option<&str> {
+    s.strip_suffix('\n')
+        .map(|s| s.strip_suffix('\r').unwrap_or(s))
+}
+
+impl Reassembler {
+    /// `max_line_bytes`: the cap on a reassembled line (bytes).
+    pub fn new(max_line_bytes: usize) -> Self {
+        Reassembler {
+            max_line_bytes,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Offset of the oldest piece still waiting for its continuation: a checkpoint must not
+    /// move past it.
+    pub fn oldest_pending_offset(&self) -> Option<u64> {
+        self.pending.iter().map(|(_, p)| p.offset).min()
+    }
+
+    /// Feeds one file line (without its `\n`) that starts at `offset`; completed records are
+    /// pushed to `out`.
+    pub fn push_line(&mut self, offset: u64, line: &[u8], out: &mut Vec<Record>) {
+        let frame: Frame<'_> = match serde_json::from_slice(line) {
+            Ok(f) => f,
+            Err(e) => {
+                out.push(Record {
+                    offset,
+                    text: String::from_utf8_lossy(line).into_owned(),
+                    stream: String::new(),
+                    time_ns: None,
+                    attrs: BTreeMap::new(),
+                    parse_error: Some(format!("invalid docker json-file line: {e}")),
+                    split_part: None,
+                    partial: false,
+                });
+                return;
+            }
+        };
+        let attrs: BTreeMap<String, String> = frame
+            .attrs
+            .map(|m| {
+                m.into_iter()
+                    .map(|(k, v)| match v {
+                        serde_json::Value::String(s) => (k, s),
+                        other => (k, other.to_string()),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (piece, complete) = match strip_newline(&frame.log) {
+            Some(p) => (p, true),
+            None => (&*frame.log, false),
+        };
+        let stream = frame.stream.as_ref();
+        let idx = self.pending.iter().position(|(s, _)| s == stream);
+        let time_ns = || parse_rfc3339_ns(&frame.time);
+        if idx.is_none() && complete && piece.len() <= self.max_line_bytes {
+            // The common case: a whole line in one piece.
+            out.push(Record {
+                offset,
+                text: piece.to_string(),
+                stream: stream.to_string(),
+                time_ns: time_ns(),
+                attrs,
+                parse_error: None,
+                split_part: None,
+                partial: false,
+            });
+            return;
+        }
+        let idx = match idx {
+            Some(i) => {
+                self.pending[i].1.text.push_str(piece);
+                i
+            }
+            None => {
+                let p = Pending {
+                    offset,
+                    text: piece.to_string(),
+                    time_ns: time_ns(),
+                    attrs,
+                    since: Instant::now(),
+                    parts: 0,
+                };
+                self.pending.push((stream.to_string(), p));
+                self.pending.len() - 1
+            }
+        };
+        self.cut_oversize(idx, out);
+        if complete {
+            let (stream, p) = self.pending.swap_remove(idx);
+            if p.parts == 0 || !p.text.is_empty() {
+                out.push(Self::finish(stream, p, false));
+            }
+        }
+    }
+
+    fn finish(stream: String, p: Pending, partial: bool) -> Record {
+        Record {
+            offset: p.offset + p.parts as u64,
+            text: p.text,
+            stream,
+            time_ns: p.time_ns,
+            attrs: p.attrs,
+            parse_error: None,
+            split_part: (p.parts > 0).then_some(p.parts + 1),
+            partial,
+        }
+    }
+
+    /// Emits full-size parts while the pending text exceeds the cap, cutting on a UTF-8
+    /// boundary. A part's offset is the pending offset plus the part number, so each part
+    /// has its own stable event ID.
+    fn cut_oversize(&mut self, idx: usize, out: &mut Vec<Record>) {
+        let (stream, p) = &mut self.pending[idx];
+        while p.text.len() > self.max_line_bytes {
+            let mut cut = self.max_line_bytes;
+            while !p.text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let rest = p.text.split_off(cut);
+            let head = std::mem::replace(&mut p.text, rest);
+            p.parts += 1;
+            out.push(Record {
+                offset: p.offset + (p.parts as u64 - 1),
+                text: head,
+                stream: stream.clone(),
+                time_ns: p.time_ns,
+                attrs: p.attrs.clone(),
+                parse_error: None,
+                split_part: Some(p.parts),
+                partial: false,
+            });
+        }
+    }
+
+    /// Flushes pieces older than `timeout` (or all of them when `timeout` is zero), marked
+    /// `partial`.
+    pub fn flush_stale(&mut self, timeout: Duration, out: &mut Vec<Record>) {
+        let now = Instant::now();
+        let mut i = 0;
+        while i < self.pending.len() {
+            if timeout.is_zero() || now.duration_since(self.pending[i].1.since) >= timeout {
+                let (stream, p) = self.pending.swap_remove(i);
+                out.push(Self::finish(stream, p, true));
+            } else {
+                i += 1;
+            }
+        }
+        out.sort_by_key(|r| r.offset);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(log: &str, stream: &str) -> Vec<u8> {
+        serde_json::json!({"log": log, "stream": stream, "time": "2019-01-01T11:11:11.111111111Z"})
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn complete_lines_pass_through() {
+        let mut r = Reassembler::new(1 << 20);
+        let mut out = Vec::new();
+        r.push_line(0, &line("hello\n", "stdout"), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].text, "hello");
+        assert_eq!(out[0].stream, "stdout");
+        assert_eq!(out[0].time_ns, Some(1_546_341_071_111_111_111));
+        assert_eq!(r.oldest_pending_offset(), None);
+    }
+
+    #[test]
+    fn partials_join_per_stream_even_when_interleaved() {
+        let mut r = Reassembler::new(1 << 20);
+        let mut out = Vec::new();
+        r.push_line(0, &line("aaa", "stdout"), &mut out);
+        r.push_line(10, &line("err line\n", "stderr"), &mut out);
+        assert_eq!(r.oldest_pending_offset(), Some(0));
+        r.push_line(20, &line("bbb", "stdout"), &mut out);
+        r.push_line(30, &line("ccc\n", "stdout"), &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].text, "err line");
+        assert_eq!((out[1].offset, out[1].text.as_str()), (0, "aaabbbccc"));
+        assert_eq!(r.oldest_pending_offset(), None);
+    }
+
+    #[test]
+    fn oversize_lines_are_cut_not_dropped() {
+        let mut r = Reassembler::new(16 * 1024);
+        let mut out = Vec::new();
+        let piece = "é".repeat(8 * 1024); // 16 KiB of 2-byte chars
+        for i in 0..3 {
+            r.push_line(i * 100, &line(&piece, "stdout"), &mut out);
+        }
+        r.push_line(300, &line("end\n", "stdout"), &mut out);
+        let joined: String = out.iter().map(|r| r.text.as_str()).collect();
+        assert_eq!(joined, format!("{}end", piece.repeat(3)));
+        assert!(out.iter().all(|r| r.text.len() <= 16 * 1024));
+        assert_eq!(
+            out.iter().map(|r| r.split_part).collect::<Vec<_>>(),
+            [Some(1), Some(2), Some(3), Some(4)]
+        );
+        let offsets: std::collections::HashSet<_> = out.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets.len(), out.len(), "each part needs its own event ID");
+    }
+
+    #[test]
+    fn malformed_lines_are_kept_and_marked() {
+        let mut r = Reassembler::new(1 << 20);
+        let mut out = Vec::new();
+        r.push_line(0, b"{\"log\":\"trunc", &mut out);
+        r.push_line(5, b"\xff\xfe not json \0", &mut out);
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|r| r.parse_error.is_some()));
+        assert_eq!(out[1].text, "\u{fffd}\u{fffd} not json \0");
+    }
+
+    #[test]
+    fn stale_partials_flush_marked() {
+        let mut r = Reassembler::new(1 << 20);
+        let mut out = Vec::new();
+        r.push_line(7, &line("no newline yet", "stdout"), &mut out);
+        r.flush_stale(Duration::from_secs(3600), &mut out);
+        assert!(out.is_empty());
+        r.flush_stale(Duration::ZERO, &mut out);
+        assert_eq!(out.len(), 1);
+        assert!(out[0].partial);
+        assert_eq!(out[0].offset, 7);
+    }
+}

@@ -1,0 +1,7 @@
+//! Parsing stages applied to every line, in order: Docker json-file framing
+//! ([`docker_json`]), then the application's own text or JSON ([`app`]) for correlation ID,
+//! trace ID, span ID, hop and level.
+
+pub mod app;
+pub mod docker_json;
+pub mod timestamp;

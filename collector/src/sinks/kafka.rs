@@ -1,0 +1,372 @@
+//! The Kafka sink: batching, producing and acknowledgement-driven checkpoints.
+//!
+//! Events are grouped per partition (`partition_for_key(event.partition_key())`, so all
+//! events of one correlation ID share a partition and keep their order) into OTLP
+//! `LogsData` messages of at most `batch.max_bytes`. Everything gathered within `linger_ms`
+//! forms a *generation*. The producer is idempotent with `acks=all`; a message that still
+//! fails is sent again, forever, with backoff (never dropped). Checkpoints of a generation are
+//! applied only after every message of it, and of every earlier generation, is acknowledged;
+//! at most `max_in_flight` generations wait, after which reading stops (backpressure).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use sightline_model::kafka::{
+    partition_for_key, CONTENT_TYPE_HEADER, CONTENT_TYPE_OTLP_LOGS, SCHEMA_HEADER,
+};
+use sightline_model::{encode_logs, LogEvent, SCHEMA_VERSION};
+use tokio::sync::{mpsc, watch};
+
+use crate::checkpoint::{CheckpointStore, FileCheckpoint};
+use crate::config::{BatchConfig, KafkaConfig};
+use crate::sources::Chunk;
+use crate::stats::Stats;
+
+/// Sink start-up errors.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The producer could not be created from the settings.
+    #[error("invalid Kafka client settings: {0}")]
+    Client(#[from] KafkaError),
+    /// Shutdown was requested before the topic could be reached.
+    #[error("shut down before Kafka topic {0} was reachable")]
+    Interrupted(String),
+}
+
+/// Producer settings: Sightline's defaults, then the user's `kafka.client` overrides, then
+/// the fixed `enable.idempotence=true` and `acks=all`.
+pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers)
+        .set("compression.type", &cfg.compression)
+        .set("linger.ms", "5")
+        .set("message.max.bytes", "4194304")
+        .set("queue.buffering.max.kbytes", "262144")
+        .set("message.timeout.ms", "120000");
+    for (k, v) in &cfg.client {
+        c.set(k, v);
+    }
+    c.set("enable.idempotence", "true").set("acks", "all");
+    c
+}
+
+/// Makes sure the topic exists (creating it with `kafka.partitions` partitions when the
+/// broker supports CreateTopics) and returns its partition count. Retries with backoff until
+/// the broker answers or `shutdown` turns true.
+pub async fn ensure_topic(
+    producer: &FutureProducer,
+    cfg: &KafkaConfig,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<i32, SinkError> {
+    let mut backoff = Duration::from_millis(200);
+    let mut tried_create = false;
+    loop {
+        let client = producer.clone();
+        let topic = cfg.topic.clone();
+        let meta = tokio::task::spawn_blocking(move || {
+            client
+                .client()
+                .fetch_metadata(Some(&topic), Duration::from_secs(5))
+                .map(|m| {
+                    m.topics()
+                        .iter()
+                        .find(|t| t.name() == topic && t.error().is_none())
+                        .map_or(0, |t| t.partitions().len() as i32)
+                })
+        })
+        .await
+        .expect("metadata task");
+        match meta {
+            Ok(n) if n > 0 => return Ok(n),
+            Ok(_) if !tried_create => {
+                tried_create = true;
+                create_topic(cfg).await;
+                continue;
+            }
+            Ok(_) => tracing::warn!(topic = %cfg.topic, "topic has no partitions yet"),
+            Err(e) => tracing::warn!(error = %e, brokers = %cfg.brokers, "Kafka not reachable yet"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return Err(SinkError::Interrupted(cfg.topic.clone()));
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn create_topic(cfg: &KafkaConfig) {
+    let admin: AdminClient<DefaultClientContext> = match producer_config(cfg).create() {
+        Ok(a) => a,
+        Err(e) => return tracing::warn!(error = %e, "cannot create admin client"),
+    };
+    let topic = NewTopic::new(&cfg.topic, cfg.partitions, TopicReplication::Fixed(1));
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5)));
+    match admin.create_topics([&topic], &opts).await {
+        Ok(results) => {
+            for r in results {
+                match r {
+                    Ok(t) => {
+                        tracing::info!(topic = %t, partitions = cfg.partitions, "created topic")
+                    }
+                    Err((t, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                        tracing::debug!(topic = %t, "topic exists")
+                    }
+                    Err((t, e)) => tracing::warn!(topic = %t, error = %e, "cannot create topic"),
+                }
+            }
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "CreateTopics not available; relying on broker auto-creation")
+        }
+    }
+}
+
+/// One Kafka message: events of one partition, encoded.
+struct Batch {
+    partition: i32,
+    key: Option<String>,
+    payload: Vec<u8>,
+    events: u64,
+}
+
+struct Generation {
+    batches: Vec<(Batch, DeliveryFuture)>,
+    checkpoints: Vec<(Arc<str>, Option<FileCheckpoint>, bool)>,
+}
+
+#[derive(Default)]
+struct Open {
+    events: Vec<LogEvent>,
+    bytes: usize,
+}
+
+/// The running sink.
+pub struct KafkaSink {
+    /// Connected producer.
+    pub producer: FutureProducer,
+    /// Topic.
+    pub topic: String,
+    /// Partition count of the topic.
+    pub partitions: i32,
+    /// Batching settings.
+    pub batch: BatchConfig,
+    /// Checkpoint file.
+    pub store: CheckpointStore,
+    /// Counters.
+    pub stats: Arc<Stats>,
+}
+
+fn approx_size(ev: &LogEvent) -> usize {
+    ev.message.len() + 160 + ev.correlation_ids.iter().map(String::len).sum::<usize>()
+}
+
+impl KafkaSink {
+    /// Consumes chunks until the channel closes (all sources stopped), then flushes, waits
+    /// for every acknowledgement and writes the final checkpoint.
+    pub async fn run(
+        self,
+        mut rx: mpsc::Receiver<Chunk>,
+        checkpoints: BTreeMap<String, FileCheckpoint>,
+    ) {
+        let (gen_tx, gen_rx) = mpsc::channel::<Generation>(self.batch.max_in_flight);
+        let this = Arc::new(self);
+        let acker = tokio::spawn(this.clone().ack_loop(gen_rx, checkpoints));
+        let mut open: HashMap<i32, Open> = HashMap::new();
+        let mut sealed: Vec<(i32, Vec<LogEvent>)> = Vec::new();
+        let mut cps: Vec<(Arc<str>, Option<FileCheckpoint>, bool)> = Vec::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(this.batch.linger_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                chunk = rx.recv() => {
+                    let Some(chunk) = chunk else { break };
+                    for ev in chunk.events {
+                        let p = partition_for_key(ev.partition_key().as_bytes(), this.partitions);
+                        let o = open.entry(p).or_default();
+                        o.bytes += approx_size(&ev);
+                        o.events.push(ev);
+                        if o.bytes >= this.batch.max_bytes {
+                            sealed.push((p, std::mem::take(&mut o.events)));
+                            o.bytes = 0;
+                        }
+                    }
+                    cps.push((chunk.key, chunk.checkpoint, chunk.done));
+                    if !sealed.is_empty() {
+                        this.flush(&mut open, &mut sealed, &mut cps, &gen_tx).await;
+                    }
+                }
+                _ = tick.tick() => {
+                    if !cps.is_empty() {
+                        this.flush(&mut open, &mut sealed, &mut cps, &gen_tx).await;
+                    }
+                }
+            }
+        }
+        if !cps.is_empty() {
+            this.flush(&mut open, &mut sealed, &mut cps, &gen_tx).await;
+        }
+        drop(gen_tx);
+        let _ = acker.await;
+    }
+
+    async fn flush(
+        &self,
+        open: &mut HashMap<i32, Open>,
+        sealed: &mut Vec<(i32, Vec<LogEvent>)>,
+        cps: &mut Vec<(Arc<str>, Option<FileCheckpoint>, bool)>,
+        gen_tx: &mpsc::Sender<Generation>,
+    ) {
+        for (p, o) in open.iter_mut() {
+            if !o.events.is_empty() {
+                sealed.push((*p, std::mem::take(&mut o.events)));
+                o.bytes = 0;
+            }
+        }
+        let mut batches = Vec::with_capacity(sealed.len());
+        for (partition, events) in sealed.drain(..) {
+            let key = events
+                .first()
+                .map(|e| e.partition_key())
+                .filter(|k| events.iter().all(|e| e.partition_key() == *k))
+                .map(str::to_string);
+            let batch = Batch {
+                partition,
+                key,
+                payload: encode_logs(&events),
+                events: events.len() as u64,
+            };
+            let fut = self.send(&batch).await;
+            batches.push((batch, fut));
+        }
+        let generation = Generation {
+            batches,
+            checkpoints: std::mem::take(cps),
+        };
+        // Waits when max_in_flight generations are unacknowledged: backpressure.
+        let _ = gen_tx.send(generation).await;
+    }
+
+    /// Enqueues one message; waits while librdkafka's queue is full.
+    async fn send(&self, b: &Batch) -> DeliveryFuture {
+        let version = SCHEMA_VERSION.to_string();
+        loop {
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: CONTENT_TYPE_HEADER,
+                    value: Some(CONTENT_TYPE_OTLP_LOGS),
+                })
+                .insert(Header {
+                    key: SCHEMA_HEADER,
+                    value: Some(version.as_str()),
+                });
+            let mut rec = FutureRecord::<str, [u8]>::to(&self.topic)
+                .partition(b.partition)
+                .payload(&b.payload)
+                .headers(headers);
+            if let Some(k) = &b.key {
+                rec = rec.key(k.as_str());
+            }
+            match self.producer.send_result(rec) {
+                Ok(f) => return f,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => {
+                    tracing::warn!(error = %e, "cannot enqueue Kafka message; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    async fn ack_loop(
+        self: Arc<Self>,
+        mut rx: mpsc::Receiver<Generation>,
+        mut checkpoints: BTreeMap<String, FileCheckpoint>,
+    ) {
+        let interval = Duration::from_millis(self.batch.checkpoint_interval_ms);
+        let mut dirty = false;
+        let mut last_save = Instant::now();
+        loop {
+            let generation = match tokio::time::timeout(interval, rx.recv()).await {
+                Ok(Some(g)) => Some(g),
+                Ok(None) => None,
+                Err(_) => {
+                    if dirty {
+                        dirty = !self.save(&checkpoints).await;
+                        last_save = Instant::now();
+                    }
+                    continue;
+                }
+            };
+            let Some(generation) = generation else { break };
+            for (batch, fut) in generation.batches {
+                self.await_delivery(batch, fut).await;
+            }
+            for (key, cp, done) in generation.checkpoints {
+                if done {
+                    dirty |= checkpoints.remove(&*key).is_some();
+                } else if let Some(cp) = cp {
+                    checkpoints.insert(key.to_string(), cp);
+                    dirty = true;
+                }
+            }
+            if dirty && last_save.elapsed() >= interval {
+                dirty = !self.save(&checkpoints).await;
+                last_save = Instant::now();
+            }
+        }
+        if dirty {
+            self.save(&checkpoints).await;
+        }
+    }
+
+    async fn await_delivery(&self, batch: Batch, mut fut: DeliveryFuture) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match fut.await {
+                Ok(Ok(_)) => {
+                    self.stats.add_events_sent(batch.events);
+                    self.stats.add_batches_sent(1);
+                    return;
+                }
+                Ok(Err((e, _))) => {
+                    tracing::warn!(error = %e, partition = batch.partition, "Kafka delivery failed; sending again")
+                }
+                Err(_) => tracing::warn!(
+                    partition = batch.partition,
+                    "delivery report lost; sending again"
+                ),
+            }
+            self.stats.add_send_retries(1);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+            fut = self.send(&batch).await;
+        }
+    }
+
+    async fn save(&self, checkpoints: &BTreeMap<String, FileCheckpoint>) -> bool {
+        let snapshot = checkpoints.clone();
+        let store = self.store.clone();
+        let res =
+            tokio::task::spawn_blocking(move || store.save(&snapshot).map_err(|e| e.to_string()))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+        if let Err(e) = res {
+            self.stats.add_checkpoint_errors(1);
+            tracing::error!(error = %e, "checkpoint write failed; will retry");
+            return false;
+        }
+        true
+    }
+}

@@ -1,0 +1,4 @@
+//! Outputs. [`kafka`] batches events per partition, produces them, and advances checkpoints
+//! once Kafka has acknowledged them.
+
+pub mod kafka;

@@ -1,0 +1,166 @@
+//! Finds containers under the containers directory and runs one [`Tailer`] thread for each;
+//! a container whose folder disappears gets its remaining lines read, then is let go.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use super::container::{read_container, service_name};
+use super::tailer::{Tailer, TailerContext, REMOVED, RUN, SHUTDOWN};
+use crate::checkpoint::FileCheckpoint;
+use crate::config::DockerConfig;
+use crate::parse::app::Extractor;
+use crate::sources::Chunk;
+use crate::stats::Stats;
+
+struct Running {
+    stop: Arc<AtomicU8>,
+    handle: JoinHandle<()>,
+}
+
+/// The Docker json-file source.
+pub struct DockerJsonSource {
+    /// Source settings.
+    pub cfg: DockerConfig,
+    /// Host name stamped on events.
+    pub host: String,
+    /// Compiled extraction rules.
+    pub extractor: Arc<Extractor>,
+    /// Counters.
+    pub stats: Arc<Stats>,
+}
+
+impl DockerJsonSource {
+    /// Scans every `discovery_interval_ms` until `shutdown` turns true, then stops all
+    /// tailers (their checkpoints stay). Checkpoints of containers that no longer exist are
+    /// dropped (a `done` chunk is sent for them).
+    pub async fn run(
+        self,
+        mut checkpoints: BTreeMap<String, FileCheckpoint>,
+        tx: mpsc::Sender<Chunk>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut running: HashMap<String, Running> = HashMap::new();
+        let mut first = true;
+        let mut tick = tokio::time::interval(Duration::from_millis(self.cfg.discovery_interval_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+            let present = self.scan().await;
+            for (id, dir) in &present {
+                if running.contains_key(id) {
+                    continue;
+                }
+                match read_container(dir) {
+                    Ok((container, true)) => {
+                        let cp = checkpoints.remove(id);
+                        running.insert(
+                            id.clone(),
+                            self.spawn(container, dir.clone(), cp, tx.clone()),
+                        );
+                    }
+                    Ok((_, false)) => {
+                        if first {
+                            tracing::info!(container = %id, "log driver is not json-file; not tailed");
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "container metadata not readable yet"),
+                }
+            }
+            if first {
+                let stale: Vec<String> = checkpoints
+                    .keys()
+                    .filter(|id| !present.contains_key(*id))
+                    .cloned()
+                    .collect();
+                for id in stale {
+                    checkpoints.remove(&id);
+                    let chunk = Chunk {
+                        key: Arc::from(id.as_str()),
+                        events: Vec::new(),
+                        checkpoint: None,
+                        done: true,
+                    };
+                    if tx.send(chunk).await.is_err() {
+                        return;
+                    }
+                }
+                first = false;
+            }
+            running.retain(|id, r| {
+                if !present.contains_key(id) {
+                    r.stop.store(REMOVED, Ordering::Release);
+                }
+                !r.handle.is_finished()
+            });
+        }
+        for r in running.values() {
+            r.stop.store(SHUTDOWN, Ordering::Release);
+        }
+        for (_, r) in running {
+            let _ = tokio::task::spawn_blocking(move || r.handle.join()).await;
+        }
+    }
+
+    async fn scan(&self) -> HashMap<String, PathBuf> {
+        let dir = self.cfg.containers_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut found = HashMap::new();
+            match std::fs::read_dir(&dir) {
+                Ok(entries) => {
+                    for e in entries.flatten() {
+                        let path = e.path();
+                        if path.join("config.v2.json").exists() {
+                            found.insert(e.file_name().to_string_lossy().into_owned(), path);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot list containers directory"),
+            }
+            found
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    fn spawn(
+        &self,
+        container: sightline_model::Container,
+        dir: PathBuf,
+        checkpoint: Option<FileCheckpoint>,
+        tx: mpsc::Sender<Chunk>,
+    ) -> Running {
+        let id = container.id.clone();
+        let log_path = dir.join(format!("{id}-json.log"));
+        let service = service_name(&container, self.cfg.service_label.as_deref());
+        tracing::info!(container = %id, name = %container.name, %service, "tailing container log");
+        let ctx = TailerContext {
+            container: Arc::new(container),
+            service,
+            host: self.host.clone(),
+            log_path,
+            extractor: self.extractor.clone(),
+            cfg: self.cfg.clone(),
+            stats: self.stats.clone(),
+        };
+        let stop = Arc::new(AtomicU8::new(RUN));
+        let tailer = Tailer::new(ctx, tx, stop.clone());
+        let short: String = id.chars().take(12).collect();
+        let handle = std::thread::Builder::new()
+            .name(format!("tail-{short}"))
+            .spawn(move || tailer.run(checkpoint))
+            .expect("spawn tailer thread");
+        Running { stop, handle }
+    }
+}

@@ -1,0 +1,436 @@
+//! Follows one container's `<id>-json.log`.
+//!
+//! A file is identified by the XXH3-64 of its first line (its *fingerprint*), so it is
+//! recognised after Docker renames it (`-json.log` → `-json.log.1` → …). On start the tailer
+//! finds the file its checkpoint names, drains it and every newer rotated file, then follows
+//! the live file. Rotation is noticed when the path's inode changes: the old file is read to
+//! its end before the new one is opened, so no line is lost or read twice. Truncation
+//! (`size < position`) restarts at offset 0.
+//!
+//! Each tailer runs on its own thread with blocking reads (as Vector's file source does) and
+//! hands [`Chunk`]s to the sink through a bounded channel: when Kafka is slow, reading stops.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sightline_model::{Container, EventId, LogEvent, SourceKind, SourcePosition};
+use tokio::sync::mpsc;
+
+use crate::checkpoint::FileCheckpoint;
+use crate::config::DockerConfig;
+use crate::parse::app::Extractor;
+use crate::parse::docker_json::{Reassembler, Record};
+use crate::parse::timestamp::now_ns;
+use crate::sources::Chunk;
+use crate::stats::Stats;
+
+/// Keep running.
+pub const RUN: u8 = 0;
+/// Stop now; keep the checkpoint (collector shutdown).
+pub const SHUTDOWN: u8 = 1;
+/// The container is gone: read what is left, then finish for good.
+pub const REMOVED: u8 = 2;
+
+/// Most rotated files (`-json.log.N`) looked at when resuming.
+const MAX_ROTATED: usize = 20;
+
+/// Everything a tailer needs to know about its container.
+pub struct TailerContext {
+    /// The container.
+    pub container: Arc<Container>,
+    /// Its service name.
+    pub service: String,
+    /// Host name stamped on events.
+    pub host: String,
+    /// The live log file, `<containers_dir>/<id>/<id>-json.log`.
+    pub log_path: PathBuf,
+    /// Compiled extraction rules.
+    pub extractor: Arc<Extractor>,
+    /// Source settings.
+    pub cfg: DockerConfig,
+    /// Counters.
+    pub stats: Arc<Stats>,
+}
+
+struct OpenFile {
+    file: File,
+    path: PathBuf,
+    ino: (u64, u64),
+    fingerprint: Option<u64>,
+    source_id: u64,
+    read_pos: u64,
+    carry: Vec<u8>,
+    carry_start: u64,
+    reassembler: Reassembler,
+    /// No more bytes will be written: a rotated file, or the live one after a rename.
+    finished: bool,
+}
+
+/// First line of a file (up to 4 KiB), hashed; `None` while the file has no complete line.
+fn fingerprint(file: &File) -> std::io::Result<Option<u64>> {
+    let mut buf = [0u8; 4096];
+    let mut n = 0;
+    while n < buf.len() {
+        let r = file.read_at(&mut buf[n..], n as u64)?;
+        if r == 0 {
+            break;
+        }
+        n += r;
+    }
+    Ok(match memchr::memchr(b'\n', &buf[..n]) {
+        Some(end) => Some(xxhash_rust::xxh3::xxh3_64(&buf[..end])),
+        None if n == buf.len() => Some(xxhash_rust::xxh3::xxh3_64(&buf)),
+        None => None,
+    })
+}
+
+fn file_fingerprint(path: &Path) -> Option<u64> {
+    File::open(path)
+        .ok()
+        .and_then(|f| fingerprint(&f).ok().flatten())
+}
+
+fn source_id(container_id: &str, fp: u64) -> u64 {
+    let mut bytes = container_id.as_bytes().to_vec();
+    bytes.extend_from_slice(&fp.to_le_bytes());
+    xxhash_rust::xxh3::xxh3_64(&bytes)
+}
+
+/// Which files to read, oldest first, to resume from `checkpoint`: the checkpointed file at
+/// its offset, then every newer rotated file and the live file from 0. Without a checkpoint
+/// (or when its file is gone), the live file from 0.
+pub fn resume_plan(log_path: &Path, checkpoint: Option<&FileCheckpoint>) -> Vec<(PathBuf, u64)> {
+    let Some(cp) = checkpoint else {
+        return vec![(log_path.to_path_buf(), 0)];
+    };
+    let want = u64::from_str_radix(&cp.fingerprint, 16).ok();
+    let mut candidates = vec![log_path.to_path_buf()];
+    for i in 1..=MAX_ROTATED {
+        let p = PathBuf::from(format!("{}.{i}", log_path.display()));
+        if !p.exists() {
+            break;
+        }
+        candidates.push(p);
+    }
+    // candidates[0] is the newest; find the checkpointed one.
+    match candidates
+        .iter()
+        .position(|p| want.is_some() && file_fingerprint(p) == want)
+    {
+        Some(k) => {
+            let mut plan = vec![(candidates[k].clone(), cp.offset)];
+            plan.extend(candidates[..k].iter().rev().map(|p| (p.clone(), 0)));
+            plan
+        }
+        None => {
+            tracing::warn!(path = %log_path.display(), "checkpointed file not found (rotated away while stopped?); reading the live file from the start");
+            vec![(log_path.to_path_buf(), 0)]
+        }
+    }
+}
+
+/// Follows one container's log until told to stop.
+pub struct Tailer {
+    ctx: TailerContext,
+    tx: mpsc::Sender<Chunk>,
+    stop: Arc<AtomicU8>,
+    key: Arc<str>,
+}
+
+enum Step {
+    Continue,
+    Exit,
+}
+
+impl Tailer {
+    /// `stop` is read between reads: [`RUN`], [`SHUTDOWN`] or [`REMOVED`].
+    pub fn new(ctx: TailerContext, tx: mpsc::Sender<Chunk>, stop: Arc<AtomicU8>) -> Self {
+        let key: Arc<str> = Arc::from(ctx.container.id.as_str());
+        Tailer { ctx, tx, stop, key }
+    }
+
+    /// Runs on the calling thread until shutdown or until the container's files are done.
+    pub fn run(self, checkpoint: Option<FileCheckpoint>) {
+        let mut queue: VecDeque<(PathBuf, u64)> =
+            resume_plan(&self.ctx.log_path, checkpoint.as_ref()).into();
+        let mut cur: Option<OpenFile> = None;
+        let mut buf = vec![0u8; self.ctx.cfg.read_buffer_bytes];
+        let poll = Duration::from_millis(self.ctx.cfg.poll_interval_ms);
+        loop {
+            let stop = self.stop.load(Ordering::Acquire);
+            if stop == SHUTDOWN {
+                return;
+            }
+            if cur.is_none() {
+                let (path, offset) = queue
+                    .pop_front()
+                    .unwrap_or_else(|| (self.ctx.log_path.clone(), 0));
+                let is_live = queue.is_empty() && path == self.ctx.log_path;
+                match self.open(&path, offset, !is_live) {
+                    Ok(f) => cur = Some(f),
+                    Err(e) => {
+                        if e.kind() != std::io::ErrorKind::NotFound {
+                            tracing::warn!(path = %path.display(), error = %e, "cannot open log file");
+                        }
+                        if stop == REMOVED {
+                            self.send(Vec::new(), None, true);
+                            return;
+                        }
+                        if !is_live {
+                            continue; // a rotated file vanished: go on with the next
+                        }
+                        std::thread::sleep(poll);
+                        continue;
+                    }
+                }
+            }
+            let f = cur.as_mut().expect("opened above");
+            match self.step(f, &mut buf, stop) {
+                Ok(Step::Continue) => {}
+                Ok(Step::Exit) => return,
+                Err(e) => {
+                    tracing::warn!(path = %f.path.display(), error = %e, "read error; retrying");
+                    std::thread::sleep(poll);
+                }
+            }
+            if cur
+                .as_ref()
+                .is_some_and(|f| f.finished && f.carry.is_empty())
+            {
+                cur = None; // drained: the next iteration opens the next file
+            }
+        }
+    }
+
+    fn open(&self, path: &Path, offset: u64, finished: bool) -> std::io::Result<OpenFile> {
+        let file = File::open(path)?;
+        let meta = file.metadata()?;
+        // Truncated while we were away: start over.
+        let offset = if meta.len() < offset { 0 } else { offset };
+        let mut f = OpenFile {
+            file,
+            path: path.to_path_buf(),
+            ino: (meta.dev(), meta.ino()),
+            fingerprint: None,
+            source_id: 0,
+            read_pos: offset,
+            carry: Vec::new(),
+            carry_start: offset,
+            reassembler: Reassembler::new(self.ctx.cfg.max_line_bytes),
+            finished,
+        };
+        use std::io::Seek;
+        f.file.seek(std::io::SeekFrom::Start(offset))?;
+        Ok(f)
+    }
+
+    /// One read (or one end-of-file check).
+    fn step(&self, f: &mut OpenFile, buf: &mut [u8], stop: u8) -> std::io::Result<Step> {
+        let poll = Duration::from_millis(self.ctx.cfg.poll_interval_ms);
+        if f.fingerprint.is_none() {
+            match fingerprint(&f.file)? {
+                Some(fp) => {
+                    f.fingerprint = Some(fp);
+                    f.source_id = source_id(&self.ctx.container.id, fp);
+                }
+                None => {
+                    if f.finished || stop == REMOVED {
+                        f.finished = true;
+                        f.carry.clear();
+                        if stop == REMOVED {
+                            self.send(Vec::new(), None, true);
+                            return Ok(Step::Exit);
+                        }
+                        return Ok(Step::Continue);
+                    }
+                    if self.renamed(f)? {
+                        f.finished = true;
+                    } else {
+                        std::thread::sleep(poll);
+                    }
+                    return Ok(Step::Continue);
+                }
+            }
+        }
+        let n = f.file.read(buf)?;
+        let mut records = Vec::new();
+        if n > 0 {
+            self.ctx.stats.add_bytes_read(n as u64);
+            self.consume(f, &buf[..n], &mut records);
+            let ok = self.emit(f, records, false);
+            return Ok(if ok { Step::Continue } else { Step::Exit });
+        }
+        // End of file.
+        let timeout = Duration::from_millis(self.ctx.cfg.partial_flush_timeout_ms);
+        if f.finished || stop == REMOVED {
+            self.drain(f, &mut records);
+            let done = stop == REMOVED && !f.finished;
+            f.finished = true;
+            let ok = self.emit(f, records, done);
+            return Ok(if !ok || done {
+                Step::Exit
+            } else {
+                Step::Continue
+            });
+        }
+        f.reassembler.flush_stale(timeout, &mut records);
+        if !records.is_empty() && !self.emit(f, records, false) {
+            return Ok(Step::Exit);
+        }
+        if self.renamed(f)? {
+            // Read the old file to its end once more before switching.
+            f.finished = true;
+            return Ok(Step::Continue);
+        }
+        let len = f.file.metadata()?.len();
+        if len < f.read_pos {
+            tracing::info!(path = %f.path.display(), "file truncated; reading from the start");
+            let mut records = Vec::new();
+            self.drain(f, &mut records);
+            self.emit(f, records, false);
+            *f = self.open(&f.path.clone(), 0, false)?;
+            return Ok(Step::Continue);
+        }
+        std::thread::sleep(poll);
+        Ok(Step::Continue)
+    }
+
+    /// True when the live path now names another file (Docker rotated ours away).
+    fn renamed(&self, f: &OpenFile) -> std::io::Result<bool> {
+        if f.path != self.ctx.log_path {
+            return Ok(false);
+        }
+        match std::fs::metadata(&self.ctx.log_path) {
+            Ok(m) => Ok((m.dev(), m.ino()) != f.ino),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Splits bytes into lines and feeds complete ones to the reassembler.
+    fn consume(&self, f: &mut OpenFile, data: &[u8], out: &mut Vec<Record>) {
+        let base = f.read_pos;
+        let mut start = 0usize;
+        let mut carry = std::mem::take(&mut f.carry);
+        for nl in memchr::memchr_iter(b'\n', data) {
+            let line: &[u8] = if carry.is_empty() {
+                &data[start..nl]
+            } else {
+                carry.extend_from_slice(&data[start..nl]);
+                &carry
+            };
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                f.reassembler.push_line(f.carry_start, line, out);
+            }
+            carry.clear();
+            start = nl + 1;
+            f.carry_start = base + start as u64;
+        }
+        carry.extend_from_slice(&data[start..]);
+        let cap = self.ctx.cfg.max_line_bytes.saturating_mul(4);
+        if carry.len() > cap {
+            // Not Docker framing (no newline for far too long): keep the bytes, marked.
+            out.push(Record {
+                offset: f.carry_start,
+                text: String::from_utf8_lossy(&carry).into_owned(),
+                stream: String::new(),
+                time_ns: None,
+                attrs: Default::default(),
+                parse_error: Some(format!("line longer than {cap} bytes without a newline")),
+                split_part: None,
+                partial: true,
+            });
+            f.carry_start += carry.len() as u64;
+            carry.clear();
+        }
+        f.carry = carry;
+        f.read_pos = base + data.len() as u64;
+    }
+
+    /// Flushes everything still held for a file that will not grow any more.
+    fn drain(&self, f: &mut OpenFile, out: &mut Vec<Record>) {
+        if !f.carry.is_empty() {
+            let carry = std::mem::take(&mut f.carry);
+            // An unterminated last line: parse it as a line (it may be complete JSON).
+            f.reassembler.push_line(f.carry_start, &carry, out);
+            f.carry_start += carry.len() as u64;
+        }
+        f.reassembler.flush_stale(Duration::ZERO, out);
+    }
+
+    /// Builds events and sends them with the checkpoint. Returns false when the sink is gone.
+    fn emit(&self, f: &OpenFile, records: Vec<Record>, done: bool) -> bool {
+        let Some(fp) = f.fingerprint else {
+            // Nothing is read before the fingerprint is known, so there is nothing to send.
+            return true;
+        };
+        let observed = now_ns();
+        let events: Vec<LogEvent> = records
+            .into_iter()
+            .map(|r| self.event(f, r, observed))
+            .collect();
+        let safe = f
+            .reassembler
+            .oldest_pending_offset()
+            .map_or(f.carry_start, |p| p.min(f.carry_start));
+        let checkpoint = FileCheckpoint {
+            path: f.path.clone(),
+            fingerprint: format!("{fp:016x}"),
+            offset: safe,
+        };
+        self.send(events, Some(checkpoint), done)
+    }
+
+    fn send(&self, events: Vec<LogEvent>, checkpoint: Option<FileCheckpoint>, done: bool) -> bool {
+        self.ctx.stats.add_events_read(events.len() as u64);
+        let chunk = Chunk {
+            key: self.key.clone(),
+            events,
+            checkpoint,
+            done,
+        };
+        self.tx.blocking_send(chunk).is_ok()
+    }
+
+    fn event(&self, f: &OpenFile, r: Record, observed: u64) -> LogEvent {
+        let ex = self.ctx.extractor.extract(&r.text);
+        let mut attributes = r.attrs;
+        if let Some(p) = r.split_part {
+            attributes.insert("sightline.split_part".into(), p.to_string());
+        }
+        if r.partial {
+            attributes.insert("sightline.partial".into(), "true".into());
+        }
+        if r.parse_error.is_some() {
+            self.ctx.stats.add_parse_errors(1);
+        }
+        LogEvent {
+            event_id: EventId::derive(f.source_id, r.offset),
+            timestamp_ns: r.time_ns.unwrap_or(observed),
+            observed_ns: observed,
+            host: self.ctx.host.clone(),
+            source_kind: SourceKind::DockerJsonFile,
+            position: SourcePosition {
+                source_id: f.source_id,
+                offset: r.offset,
+            },
+            container: Some(self.ctx.container.clone()),
+            service: self.ctx.service.clone(),
+            stream: r.stream,
+            level: ex.level,
+            message: r.text,
+            correlation_ids: ex.correlation_ids,
+            trace_id: ex.trace_id,
+            span_id: ex.span_id,
+            hop: ex.hop,
+            parse_error: r.parse_error,
+            attributes,
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! Sightline's wire model: what travels from the collector, through Kafka, to the aggregator.
+//!
+//! Module map:
+//! - [`event`]: the log event envelope ([`LogEvent`], [`Container`], [`Level`], [`EventId`]).
+//! - [`otlp`]: encoding a batch of events as an OTLP protobuf `LogsData` message and back.
+//! - [`kafka`]: topic names, message headers and the Java-compatible murmur2 partitioner.
+//!
+//! The encoding is the one the OpenTelemetry Collector's Kafka exporter and receiver speak
+//! (`otlp_proto`), so other tools can read Sightline's topics; see `docs/wire-format.md`.
+
+pub mod event;
+pub mod kafka;
+pub mod otlp;
+
+pub use event::{Container, EventId, Level, LogEvent, SourceKind, SourcePosition};
+pub use otlp::{decode_logs, encode_logs, DecodeError};
+
+/// Version of the envelope: the attribute mapping documented in `docs/wire-format.md`.
+/// Carried in every message as the Kafka header [`kafka::SCHEMA_HEADER`] and as the
+/// instrumentation scope attribute `sightline.schema_version`.
+pub const SCHEMA_VERSION: u32 = 1;
