@@ -104,12 +104,11 @@ fn source_id(container_id: &str, fp: u64) -> u64 {
 
 /// Which files to read, oldest first, to resume from `checkpoint`: the checkpointed file at
 /// its offset, then every newer rotated file and the live file from 0. Without a checkpoint
-/// (or when its file is gone), the live file from 0.
+/// (a container seen for the first time) every rotated file still on disk, oldest first, then
+/// the live file. When the checkpointed file is gone (rotated away while the collector was
+/// stopped), the same as without a checkpoint, with a warning.
 pub fn resume_plan(log_path: &Path, checkpoint: Option<&FileCheckpoint>) -> Vec<(PathBuf, u64)> {
-    let Some(cp) = checkpoint else {
-        return vec![(log_path.to_path_buf(), 0)];
-    };
-    let want = u64::from_str_radix(&cp.fingerprint, 16).ok();
+    // Newest first: the live file, then `.1`, `.2`, …
     let mut candidates = vec![log_path.to_path_buf()];
     for i in 1..=MAX_ROTATED {
         let p = PathBuf::from(format!("{}.{i}", log_path.display()));
@@ -118,19 +117,23 @@ pub fn resume_plan(log_path: &Path, checkpoint: Option<&FileCheckpoint>) -> Vec<
         }
         candidates.push(p);
     }
-    // candidates[0] is the newest; find the checkpointed one.
+    let all = |c: &[PathBuf]| c.iter().rev().map(|p| (p.clone(), 0)).collect::<Vec<_>>();
+    let Some(cp) = checkpoint else {
+        return all(&candidates);
+    };
+    let want = u64::from_str_radix(&cp.fingerprint, 16).ok();
     match candidates
         .iter()
         .position(|p| want.is_some() && file_fingerprint(p) == want)
     {
         Some(k) => {
             let mut plan = vec![(candidates[k].clone(), cp.offset)];
-            plan.extend(candidates[..k].iter().rev().map(|p| (p.clone(), 0)));
+            plan.extend(all(&candidates[..k]));
             plan
         }
         None => {
-            tracing::warn!(path = %log_path.display(), "checkpointed file not found (rotated away while stopped?); reading the live file from the start");
-            vec![(log_path.to_path_buf(), 0)]
+            tracing::warn!(path = %log_path.display(), "checkpointed file not found (rotated away while stopped?); reading every file still on disk");
+            all(&candidates)
         }
     }
 }

@@ -1,0 +1,292 @@
+//! The collector against librdkafka's in-process mock cluster: a fake Docker containers
+//! directory written in Docker's exact json-file format, rotation, split lines, a restart
+//! from the checkpoint, and exact counts of what reached the topic.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::{ClientConfig, Message};
+use sightline_collector::config::{CollectorConfig, PatternConfig};
+use sightline_collector::stats::Stats;
+use sightline_model::{decode_logs, LogEvent};
+use tokio::sync::watch;
+
+const TOPIC: &str = "logs-test";
+
+struct FakeContainer {
+    dir: PathBuf,
+    log: PathBuf,
+}
+
+impl FakeContainer {
+    fn new(root: &Path, id: &str, name: &str, service: &str) -> Self {
+        let dir = root.join(id);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join("config.v2.json"),
+            format!(
+                r#"{{"ID":"{id}","Name":"/{name}","Config":{{"Image":"busybox","Labels":{{"com.docker.compose.service":"{service}"}}}}}}"#
+            ),
+        )
+        .unwrap();
+        let log = dir.join(format!("{id}-json.log"));
+        FakeContainer { dir, log }
+    }
+
+    /// Appends one application line the way dockerd does, splitting at 16 KiB.
+    fn write(&self, stream: &str, text: &str) {
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let line = format!("{text}\n");
+        let bytes = line.as_bytes();
+        let mut start = 0;
+        while start < bytes.len() {
+            let mut end = (start + 16 * 1024).min(bytes.len());
+            while !line.is_char_boundary(end) {
+                end -= 1;
+            }
+            let piece = &line[start..end];
+            let framed = serde_json::json!({"log": piece, "stream": stream, "time": "2026-11-21T05:00:00.123456789Z"});
+            writeln!(f, "{framed}").unwrap();
+            start = end;
+        }
+    }
+
+    /// Docker's rotation: rename the live file to `.1` and start a new one.
+    fn rotate(&self) {
+        fs::rename(&self.log, format!("{}.1", self.log.display())).unwrap();
+        File::create(&self.log).unwrap();
+    }
+}
+
+fn config(root: &Path, data: &Path, brokers: &str) -> CollectorConfig {
+    let mut cfg = CollectorConfig::default();
+    cfg.docker.containers_dir = root.to_path_buf();
+    cfg.docker.poll_interval_ms = 20;
+    cfg.docker.discovery_interval_ms = 50;
+    cfg.data_dir = data.to_path_buf();
+    cfg.kafka.brokers = brokers.to_string();
+    cfg.kafka.topic = TOPIC.into();
+    cfg.host = Some("test-host".into());
+    cfg.batch.linger_ms = 20;
+    cfg.correlation.patterns = vec![PatternConfig {
+        regex: r"order-\d+".into(),
+    }];
+    cfg.validate().unwrap();
+    cfg
+}
+
+struct Reader {
+    consumer: BaseConsumer,
+    events: Vec<LogEvent>,
+}
+
+impl Reader {
+    fn new(brokers: &str) -> Self {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", "test-reader")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .unwrap();
+        consumer.subscribe(&[TOPIC]).unwrap();
+        Reader {
+            consumer,
+            events: Vec::new(),
+        }
+    }
+
+    /// Polls until `n` events have arrived in total (or 30 s pass), then 300 ms more to catch
+    /// anything extra.
+    fn until(&mut self, n: usize) -> &[LogEvent] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut extra_until: Option<Instant> = None;
+        loop {
+            if let Some(Ok(m)) = self.consumer.poll(Duration::from_millis(50)) {
+                let payload = m.payload().unwrap();
+                self.events.extend(decode_logs(payload).unwrap());
+            }
+            if self.events.len() >= n && extra_until.is_none() {
+                extra_until = Some(Instant::now() + Duration::from_millis(300));
+            }
+            if extra_until.is_some_and(|t| Instant::now() > t) || Instant::now() > deadline {
+                return &self.events;
+            }
+        }
+    }
+}
+
+async fn start(
+    cfg: CollectorConfig,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>, Arc<Stats>) {
+    let (tx, rx) = watch::channel(false);
+    let stats = Arc::new(Stats::default());
+    let s = stats.clone();
+    let h = tokio::spawn(async move { sightline_collector::run(cfg, s, rx).await.unwrap() });
+    (tx, h, stats)
+}
+
+fn messages_for(events: &[LogEvent], id: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e.correlation_ids.iter().any(|c| c == id))
+        .map(|e| e.message.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tails_rotates_reassembles_and_resumes_exactly() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, 3, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let root = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let web = FakeContainer::new(root.path(), "aaaa1111", "web-1", "web");
+    let db = FakeContainer::new(root.path(), "bbbb2222", "db-1", "db");
+
+    // Lines before the collector starts, then while it runs.
+    for i in 0..50 {
+        web.write(
+            "stdout",
+            &format!(
+                r#"{{"level":"info","correlation_id":"req-{}","msg":"web {i}"}}"#,
+                i % 5
+            ),
+        );
+    }
+    let (stop, handle, stats) = start(config(root.path(), data.path(), &brokers)).await;
+    let big = "x".repeat(40 * 1024);
+    for i in 0..50 {
+        db.write("stderr", &format!("ERROR order-{} failed {i}", i % 5));
+    }
+    db.write("stdout", &format!("x-correlation-id=req-big {big}"));
+    web.rotate();
+    for i in 50..100 {
+        web.write(
+            "stdout",
+            &format!(
+                r#"{{"level":"warn","correlation_id":"req-{}","msg":"web {i}"}}"#,
+                i % 5
+            ),
+        );
+    }
+
+    let mut reader = Reader::new(&brokers);
+    let events = reader.until(151).to_vec();
+    assert_eq!(
+        events.len(),
+        151,
+        "exactly the lines written, no duplicates"
+    );
+    let ids: HashSet<_> = events.iter().map(|e| e.event_id).collect();
+    assert_eq!(ids.len(), 151);
+    let req0 = messages_for(&events, "req-0");
+    let expected: Vec<String> = (0..100)
+        .filter(|i| i % 5 == 0)
+        .map(|i| {
+            let lvl = if i < 50 { "info" } else { "warn" };
+            format!(r#"{{"level":"{lvl}","correlation_id":"req-0","msg":"web {i}"}}"#)
+        })
+        .collect();
+    assert_eq!(req0, expected, "in order across the rotation");
+    let order3 = messages_for(&events, "order-3");
+    assert_eq!(order3.len(), 10);
+    assert!(order3.iter().all(|m| m.starts_with("ERROR order-3 failed")));
+    let big_ev = events
+        .iter()
+        .find(|e| e.correlation_id() == Some("req-big"))
+        .unwrap();
+    assert_eq!(
+        big_ev.message,
+        format!("x-correlation-id=req-big {big}"),
+        "16 KiB pieces joined"
+    );
+    let db_ev = events.iter().find(|e| e.service == "db").unwrap();
+    assert_eq!(db_ev.stream, "stderr");
+    assert_eq!(db_ev.level, Some(sightline_model::Level::Error));
+    assert_eq!(db_ev.host, "test-host");
+    assert_eq!(db_ev.timestamp_ns, 1_795_237_200_123_456_789);
+
+    // Graceful stop writes the checkpoint; a restart reads only new lines.
+    stop.send(true).unwrap();
+    handle.await.unwrap();
+    assert_eq!(stats.snapshot().events_sent, 151);
+    for i in 0..7 {
+        web.write(
+            "stdout",
+            &format!("after restart x-correlation-id=req-new {i}"),
+        );
+    }
+    let (stop, handle, _) = start(config(root.path(), data.path(), &brokers)).await;
+    let events = reader.until(158).to_vec();
+    assert_eq!(events.len(), 158, "no line re-sent after a clean restart");
+    assert_eq!(messages_for(&events, "req-new").len(), 7);
+
+    // A removed container is finished and its checkpoint dropped.
+    fs::remove_dir_all(&db.dir).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.send(true).unwrap();
+    handle.await.unwrap();
+    let cps: serde_json::Value =
+        serde_json::from_slice(&fs::read(data.path().join("checkpoints.json")).unwrap()).unwrap();
+    let keys: Vec<_> = cps["files"].as_object().unwrap().keys().cloned().collect();
+    assert_eq!(keys, ["aaaa1111"]);
+    let web_size = fs::metadata(&web.log).unwrap().len();
+    assert_eq!(cps["files"]["aaaa1111"]["offset"].as_u64(), Some(web_size));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_shipped_marked_never_dropped() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, 2, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let root = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let c = FakeContainer::new(root.path(), "cccc3333", "junk-1", "junk");
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&c.log)
+        .unwrap();
+    f.write_all(b"{\"log\":\"fine\\n\",\"stream\":\"stdout\",\"time\":\"2026-11-21T05:00:00Z\"}\n")
+        .unwrap();
+    f.write_all(b"{\"log\":\"truncated json\n").unwrap();
+    f.write_all(b"\xff\xfe\x00\x00 binary junk\n").unwrap();
+    f.write_all(
+        b"{\"log\":\"nul \\u0000 inside\\n\",\"stream\":\"stdout\",\"time\":\"not a time\"}\n",
+    )
+    .unwrap();
+    let huge = "y".repeat(1024 * 1024);
+    writeln!(f, "{}", serde_json::json!({"log": format!("{huge}\n"), "stream": "stdout", "time": "2026-11-21T05:00:00Z"})).unwrap();
+    drop(f);
+    let (stop, handle, _) = start(config(root.path(), data.path(), &brokers)).await;
+    let mut reader = Reader::new(&brokers);
+    let events = reader.until(8).to_vec();
+    stop.send(true).unwrap();
+    handle.await.unwrap();
+    // 1 fine + 2 malformed + 1 with NUL + the 1 MiB line cut into 4 parts of 256 KiB.
+    assert_eq!(events.len(), 8);
+    let errors: Vec<_> = events.iter().filter(|e| e.parse_error.is_some()).collect();
+    assert_eq!(errors.len(), 2);
+    assert!(errors.iter().any(|e| e.message.contains("binary junk")));
+    assert!(events.iter().any(|e| e.message == "nul \0 inside"));
+    let parts: Vec<_> = events
+        .iter()
+        .filter(|e| e.attributes.contains_key("sightline.split_part"))
+        .collect();
+    assert_eq!(parts.len(), 4);
+    assert_eq!(
+        parts.iter().map(|e| e.message.len()).sum::<usize>(),
+        huge.len()
+    );
+    let _ = HashMap::<(), ()>::new();
+}
