@@ -111,7 +111,7 @@ pub struct DockerConfig {
     /// A partial line (no trailing newline) whose continuation has not come after this many
     /// ms is shipped as it is, marked `sightline.partial=true`. Default 5000.
     pub partial_flush_timeout_ms: u64,
-    /// Bytes read per read call. Default 1 MiB.
+    /// Bytes read per read call. Default 256 KiB.
     pub read_buffer_bytes: usize,
 }
 
@@ -124,7 +124,7 @@ impl Default for DockerConfig {
             poll_interval_ms: 100,
             max_line_bytes: 256 * 1024,
             partial_flush_timeout_ms: 5000,
-            read_buffer_bytes: 1024 * 1024,
+            read_buffer_bytes: 256 * 1024,
         }
     }
 }
@@ -212,7 +212,8 @@ pub struct BatchConfig {
     pub max_bytes: usize,
     /// Flush everything at least this often, ms. Default 100.
     pub linger_ms: u64,
-    /// Batches in flight to Kafka before reading pauses (backpressure). Default 64.
+    /// Batch generations unacknowledged by Kafka before reading pauses (backpressure).
+    /// Default 16.
     pub max_in_flight: usize,
     /// Minimum interval between checkpoint writes, ms. Default 200.
     pub checkpoint_interval_ms: u64,
@@ -223,7 +224,7 @@ impl Default for BatchConfig {
         BatchConfig {
             max_bytes: 512 * 1024,
             linger_ms: 100,
-            max_in_flight: 64,
+            max_in_flight: 16,
             checkpoint_interval_ms: 200,
         }
     }

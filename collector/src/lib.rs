@@ -75,7 +75,7 @@ pub async fn run(
     let partitions = ensure_topic(&producer, &cfg.kafka, &mut shutdown).await?;
     tracing::info!(topic = %cfg.kafka.topic, partitions, brokers = %cfg.kafka.brokers, "connected to Kafka");
 
-    let (tx, rx) = mpsc::channel(64);
+    let (tx, rx) = mpsc::channel(8);
     let sink = KafkaSink {
         producer,
         topic: cfg.kafka.topic.clone(),

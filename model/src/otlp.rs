@@ -14,7 +14,6 @@
 //!   `sightline.parse_error`, `sightline.source.id` (16 hex), `sightline.source.offset`,
 //!   plus free string attributes under their own keys.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use opentelemetry_proto::tonic::common::v1::{
@@ -80,7 +79,7 @@ fn hex_bytes(s: &Option<String>, len: usize) -> Vec<u8> {
     }
 }
 
-fn log_record(ev: &LogEvent) -> LogRecord {
+fn log_record(ev: LogEvent) -> LogRecord {
     let mut attributes = Vec::with_capacity(6 + ev.attributes.len());
     attributes.push(kv_str("log.record.uid", &ev.event_id.to_string()));
     if !ev.stream.is_empty() {
@@ -124,27 +123,43 @@ fn log_record(ev: &LogEvent) -> LogRecord {
         observed_time_unix_nano: ev.observed_ns,
         severity_number: ev.level.map_or(0, Level::severity_number),
         severity_text: ev.level.map_or("", |l| l.as_str()).to_ascii_uppercase(),
-        body: Some(AnyValue {
-            value: Some(Value::StringValue(ev.message.clone())),
-        }),
-        attributes,
         trace_id: hex_bytes(&ev.trace_id, 16),
         span_id: hex_bytes(&ev.span_id, 8),
+        body: Some(AnyValue {
+            value: Some(Value::StringValue(ev.message)),
+        }),
+        attributes,
         ..Default::default()
     }
 }
 
-/// Builds the `LogsData` message for a batch, grouping events by resource.
-pub fn to_logs_data(events: &[LogEvent]) -> LogsData {
-    let mut groups: HashMap<(&str, &str, &str, SourceKind), usize> = HashMap::new();
+/// Builds the `LogsData` message for a batch, grouping events by resource (host, container,
+/// service, source kind). Consumes the events so their messages move into the records.
+pub fn to_logs_data(events: Vec<LogEvent>) -> LogsData {
+    // Few resources per batch, and events come in runs from one container: check the last
+    // group first, then scan.
+    let mut keys: Vec<(String, String, String, SourceKind)> = Vec::new();
     let mut resource_logs: Vec<ResourceLogs> = Vec::new();
+    let mut last = usize::MAX;
     for ev in events {
         let cid = ev.container.as_deref().map_or("", |c| c.id.as_str());
-        let key = (ev.host.as_str(), cid, ev.service.as_str(), ev.source_kind);
-        let idx = *groups.entry(key).or_insert_with(|| {
+        let same = |k: &(String, String, String, SourceKind)| {
+            k.0 == ev.host && k.1 == cid && k.2 == ev.service && k.3 == ev.source_kind
+        };
+        let idx = if last < keys.len() && same(&keys[last]) {
+            last
+        } else if let Some(i) = keys.iter().position(same) {
+            i
+        } else {
+            keys.push((
+                ev.host.clone(),
+                cid.to_string(),
+                ev.service.clone(),
+                ev.source_kind,
+            ));
             resource_logs.push(ResourceLogs {
                 resource: Some(Resource {
-                    attributes: resource_attributes(ev),
+                    attributes: resource_attributes(&ev),
                     ..Default::default()
                 }),
                 scope_logs: vec![ScopeLogs {
@@ -161,8 +176,9 @@ pub fn to_logs_data(events: &[LogEvent]) -> LogsData {
                 }],
                 ..Default::default()
             });
-            resource_logs.len() - 1
-        });
+            keys.len() - 1
+        };
+        last = idx;
         resource_logs[idx].scope_logs[0]
             .log_records
             .push(log_record(ev));
@@ -171,7 +187,7 @@ pub fn to_logs_data(events: &[LogEvent]) -> LogsData {
 }
 
 /// Encodes a batch as OTLP protobuf bytes (the Kafka message value).
-pub fn encode_logs(events: &[LogEvent]) -> Vec<u8> {
+pub fn encode_logs(events: Vec<LogEvent>) -> Vec<u8> {
     to_logs_data(events).encode_to_vec()
 }
 
@@ -348,11 +364,11 @@ mod tests {
             )]),
         });
         let events: Vec<_> = (0..5).map(|i| sample(i, &c)).collect();
-        let bytes = encode_logs(&events);
+        let bytes = encode_logs(events.clone());
         let back = decode_logs(&bytes).unwrap();
         assert_eq!(back, events);
         // Grouped into a single resource.
-        assert_eq!(to_logs_data(&events).resource_logs.len(), 1);
+        assert_eq!(to_logs_data(events).resource_logs.len(), 1);
     }
 
     #[test]

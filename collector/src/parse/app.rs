@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use crate::config::{ConfigError, CorrelationConfig};
@@ -41,14 +41,18 @@ impl Extracted {
 }
 
 /// Compiled extraction rules (built once from [`CorrelationConfig`]).
+///
+/// Text lines are scanned once by a [`RegexSet`] of every ID pattern; only the patterns that
+/// matched are run again for their captures.
 pub struct Extractor {
     custom: Vec<Regex>,
     builtin: Vec<Regex>,
     traceparent: Regex,
     xray: Regex,
     hop: Regex,
-    level_kv: Regex,
-    level_word: Regex,
+    /// `custom…, builtin…, traceparent, xray, hop`, in that order.
+    set: RegexSet,
+    level: Regex,
     json_keys: Vec<String>,
 }
 
@@ -70,8 +74,7 @@ pub fn parse_traceparent(v: &str) -> Option<(String, String)> {
     Some((trace, span))
 }
 
-fn capture_id<'t>(re: &Regex, caps: &regex::Captures<'t>) -> Option<&'t str> {
-    let _ = re;
+fn capture_id<'t>(caps: &regex::Captures<'t>) -> Option<&'t str> {
     caps.name("id")
         .or_else(|| caps.get(1))
         .or_else(|| caps.get(0))
@@ -92,11 +95,11 @@ impl Extractor {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let builtin = if cfg.default_patterns {
+        let builtin: Vec<Regex> = if cfg.default_patterns {
             [
-                r#"(?i)\bx-correlation-id["']?\s*[=:]\s*["']?(?P<id>[\w.:-]+)"#,
-                r#"(?i)\bcorrelation[_-]?id["']?\s*[=:]\s*["']?(?P<id>[\w.:-]+)"#,
-                r#"(?i)\b(?:x-)?request[_-]?id["']?\s*[=:]\s*["']?(?P<id>[\w.:-]+)"#,
+                r#"(?i)(?-u:\b)x-correlation-id["']?\s*[=:]\s*["']?(?P<id>[\w.:-]+)"#,
+                r#"(?i)(?-u:\b)correlation[_-]?id["']?\s*[=:]\s*["']?(?P<id>[\w.:-]+)"#,
+                r#"(?i)(?-u:\b)(?:x-)?request[_-]?id["']?\s*[=:]\s*["']?(?P<id>[\w.:-]+)"#,
             ]
             .iter()
             .map(|p| Regex::new(p).expect("built-in pattern"))
@@ -104,19 +107,34 @@ impl Extractor {
         } else {
             Vec::new()
         };
+        let traceparent =
+            Regex::new(r"(?-u:\b)[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(?-u:\b)")
+                .expect("traceparent");
+        let xray = Regex::new(r"Root=1-([0-9a-fA-F]{8})-([0-9a-fA-F]{24})").expect("xray");
+        let hop =
+            Regex::new(r#"(?i)(?-u:\b)hop["']?\s*[=:]\s*["']?(\d{1,9})(?-u:\b)"#).expect("hop");
+        let set = RegexSet::new(
+            custom
+                .iter()
+                .chain(&builtin)
+                .chain([&traceparent, &xray, &hop])
+                .map(Regex::as_str),
+        )
+        .map_err(|e| ConfigError::Invalid {
+            field: "correlation.patterns".into(),
+            message: e.to_string(),
+        })?;
         Ok(Extractor {
             custom,
             builtin,
-            traceparent: Regex::new(r"\b[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}\b")
-                .expect("traceparent"),
-            xray: Regex::new(r"Root=1-([0-9a-fA-F]{8})-([0-9a-fA-F]{24})").expect("xray"),
-            hop: Regex::new(r#"(?i)\bhop["']?\s*[=:]\s*["']?(\d{1,9})\b"#).expect("hop"),
-            level_kv: Regex::new(r#"(?i)\b(?:level|lvl|severity)["']?\s*[=:]\s*["']?(\w+)"#)
-                .expect("level"),
-            level_word: Regex::new(
-                r"\b(TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|FATAL|CRITICAL|PANIC)\b",
+            traceparent,
+            xray,
+            hop,
+            set,
+            level: Regex::new(
+                r#"(?i:(?-u:\b)(?:level|lvl|severity)["']?\s*[=:]\s*["']?(\w+))|(?-u:\b)(TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|FATAL|CRITICAL|PANIC)(?-u:\b)"#,
             )
-            .expect("level word"),
+            .expect("level"),
             json_keys: cfg
                 .json_keys
                 .iter()
@@ -146,55 +164,58 @@ impl Extractor {
     }
 
     fn extract_text_ids(&self, line: &str, out: &mut Extracted) {
-        for re in &self.custom {
-            for caps in re.captures_iter(line) {
-                if let Some(id) = capture_id(re, &caps) {
-                    out.add_id(id);
+        let hits = self.set.matches(line);
+        if !hits.matched_any() {
+            return;
+        }
+        let n = self.custom.len() + self.builtin.len();
+        for (i, re) in self.custom.iter().chain(&self.builtin).enumerate() {
+            if !hits.matched(i) {
+                continue;
+            }
+            if i < self.custom.len() {
+                for caps in re.captures_iter(line) {
+                    if let Some(id) = capture_id(&caps) {
+                        out.add_id(id);
+                    }
                 }
+            } else if let Some(id) = re.captures(line).as_ref().and_then(capture_id) {
+                out.add_id(id);
             }
         }
-        for re in &self.builtin {
-            if let Some(caps) = re.captures(line) {
-                if let Some(id) = capture_id(re, &caps) {
-                    out.add_id(id);
-                }
-            }
-        }
-        if out.trace_id.is_none() {
+        if out.trace_id.is_none() && hits.matched(n) {
             if let Some(c) = self.traceparent.captures(line) {
                 let (t, s) = (&c[1], &c[2]);
                 if !t.bytes().all(|b| b == b'0') {
                     out.trace_id = Some(t.to_string());
                     out.span_id = Some(s.to_string());
                 }
-            } else if let Some(c) = self.xray.captures(line) {
+            }
+        }
+        if out.trace_id.is_none() && hits.matched(n + 1) {
+            if let Some(c) = self.xray.captures(line) {
                 out.add_id(&c[0]["Root=".len()..]);
                 out.trace_id = Some(format!("{}{}", &c[1], &c[2]).to_ascii_lowercase());
+            }
+        }
+        if out.hop.is_none() && hits.matched(n + 2) {
+            if let Some(c) = self.hop.captures(line) {
+                out.hop = c[1].parse().ok();
             }
         }
     }
 
     fn extract_text_meta(&self, line: &str, out: &mut Extracted) {
-        if out.hop.is_none() {
-            if let Some(c) = self.hop.captures(line) {
-                out.hop = c[1].parse().ok();
-            }
-        }
         if out.level.is_none() {
             let mut head = line.len().min(512);
             while !line.is_char_boundary(head) {
                 head -= 1;
             }
-            let head = &line[..head];
-            out.level = self
-                .level_kv
-                .captures(head)
-                .and_then(|c| Level::parse(&c[1]))
-                .or_else(|| {
-                    self.level_word
-                        .captures(head)
-                        .and_then(|c| Level::parse(&c[1]))
-                });
+            out.level = self.level.captures(&line[..head]).and_then(|c| {
+                c.get(1)
+                    .or_else(|| c.get(2))
+                    .and_then(|m| Level::parse(m.as_str()))
+            });
         }
     }
 

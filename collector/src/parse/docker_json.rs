@@ -123,10 +123,19 @@ impl Reassembler {
         let idx = self.pending.iter().position(|(s, _)| s == stream);
         let time_ns = || parse_rfc3339_ns(&frame.time);
         if idx.is_none() && complete && piece.len() <= self.max_line_bytes {
-            // The common case: a whole line in one piece.
+            // The common case: a whole line in one piece. serde already unescaped `log` into
+            // an owned string (it ends in an escaped `\n`): reuse it.
+            let len = piece.len();
+            let text = match frame.log {
+                Cow::Owned(mut s) => {
+                    s.truncate(len);
+                    s
+                }
+                Cow::Borrowed(b) => b[..len].to_string(),
+            };
             out.push(Record {
                 offset,
-                text: piece.to_string(),
+                text,
                 stream: stream.to_string(),
                 time_ns: time_ns(),
                 attrs,

@@ -48,7 +48,7 @@ pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
         .set("compression.type", &cfg.compression)
         .set("linger.ms", "5")
         .set("message.max.bytes", "4194304")
-        .set("queue.buffering.max.kbytes", "262144")
+        .set("queue.buffering.max.kbytes", "65536")
         .set("message.timeout.ms", "120000");
     for (k, v) in &cfg.client {
         c.set(k, v);
@@ -239,11 +239,12 @@ impl KafkaSink {
                 .map(|e| e.partition_key())
                 .filter(|k| events.iter().all(|e| e.partition_key() == *k))
                 .map(str::to_string);
+            let count = events.len() as u64;
             let batch = Batch {
                 partition,
                 key,
-                payload: encode_logs(&events),
-                events: events.len() as u64,
+                payload: encode_logs(events),
+                events: count,
             };
             let fut = self.send(&batch).await;
             batches.push((batch, fut));
