@@ -74,6 +74,12 @@ pub fn parse_traceparent(v: &str) -> Option<(String, String)> {
     Some((trace, span))
 }
 
+/// In a `key ["'] [=:] ["'] value` match, the value.
+fn value_after_separator(m: &str) -> &str {
+    let at = m.find(['=', ':']).map_or(0, |i| i + 1);
+    m[at..].trim_start_matches(|c: char| c.is_ascii_whitespace() || c == '"' || c == '\'')
+}
+
 fn capture_id<'t>(caps: &regex::Captures<'t>) -> Option<&'t str> {
     caps.name("id")
         .or_else(|| caps.get(1))
@@ -169,18 +175,29 @@ impl Extractor {
             return;
         }
         let n = self.custom.len() + self.builtin.len();
-        for (i, re) in self.custom.iter().chain(&self.builtin).enumerate() {
+        for (i, re) in self.custom.iter().enumerate() {
             if !hits.matched(i) {
                 continue;
             }
-            if i < self.custom.len() {
+            if re.captures_len() > 1 {
                 for caps in re.captures_iter(line) {
                     if let Some(id) = capture_id(&caps) {
                         out.add_id(id);
                     }
                 }
-            } else if let Some(id) = re.captures(line).as_ref().and_then(capture_id) {
-                out.add_id(id);
+            } else {
+                for m in re.find_iter(line) {
+                    out.add_id(m.as_str());
+                }
+            }
+        }
+        // Built-in patterns are alternatives (`x-correlation-id=` also matches
+        // `correlation-id=`): the first one that matched wins. Their shape is
+        // `key ["'] [=:] ["'] value`, so the value is cut out of the match without captures.
+        let first = (self.custom.len()..n).find(|&i| hits.matched(i));
+        if let Some(i) = first {
+            if let Some(m) = self.builtin[i - self.custom.len()].find(line) {
+                out.add_id(value_after_separator(m.as_str()));
             }
         }
         if out.trace_id.is_none() && hits.matched(n) {
@@ -211,10 +228,13 @@ impl Extractor {
             while !line.is_char_boundary(head) {
                 head -= 1;
             }
-            out.level = self.level.captures(&line[..head]).and_then(|c| {
-                c.get(1)
-                    .or_else(|| c.get(2))
-                    .and_then(|m| Level::parse(m.as_str()))
+            out.level = self.level.find(&line[..head]).and_then(|m| {
+                let text = m.as_str();
+                if text.contains(['=', ':']) {
+                    Level::parse(value_after_separator(text))
+                } else {
+                    Level::parse(text)
+                }
             });
         }
     }
