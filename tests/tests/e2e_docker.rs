@@ -143,10 +143,12 @@ fn three_services_share_correlation_ids() {
     let Some(env) = Env::get() else { return };
     let run = run_id();
     let stack = Stack::new(&env, &run, "");
-    let services = ["frontend", "checkout", "payments"].map(|s| format!("{s}-{run}"));
+    let services = ["frontend", "checkout", "payments", "notifier"].map(|s| format!("{s}-{run}"));
     let requests = 4;
     // frontend: JSON lines; checkout: text lines; payments: text with a 20,000-byte line
-    // that Docker splits at 16 KiB.
+    // that Docker splits at 16 KiB; notifier: stderr. Docker copies stdout and stderr
+    // independently, so lines of one container on two streams have no defined order: each
+    // container writes to one stream only, and the containers run one after the other.
     let scripts = [
         format!(
             r#"for r in $(seq 0 {last}); do for k in 1 2 3; do echo "{{\"level\":\"info\",\"correlation_id\":\"{run}-req-$r\",\"hop\":0,\"msg\":\"frontend step $k\"}}"; done; done"#,
@@ -157,7 +159,11 @@ fn three_services_share_correlation_ids() {
             last = requests - 1
         ),
         format!(
-            r#"pad=$(head -c 20000 /dev/zero | tr '\0' x); for r in $(seq 0 {last}); do echo "ERROR x-correlation-id={run}-req-$r hop=2 payments declined $pad"; echo "INFO x-correlation-id={run}-req-$r hop=2 payments done" >&2; done"#,
+            r#"pad=$(head -c 20000 /dev/zero | tr '\0' x); for r in $(seq 0 {last}); do echo "ERROR x-correlation-id={run}-req-$r hop=2 payments declined $pad"; echo "INFO x-correlation-id={run}-req-$r hop=2 payments done"; done"#,
+            last = requests - 1
+        ),
+        format!(
+            r#"for r in $(seq 0 {last}); do echo "ERROR x-correlation-id={run}-req-$r hop=3 notifier could not send receipt" >&2; done"#,
             last = requests - 1
         ),
     ];
@@ -188,6 +194,9 @@ fn three_services_share_correlation_ids() {
             "ERROR x-correlation-id={id} hop=2 payments declined {pad}"
         ));
         expected.push(format!("INFO x-correlation-id={id} hop=2 payments done"));
+        expected.push(format!(
+            "ERROR x-correlation-id={id} hop=3 notifier could not send receipt"
+        ));
         stack.assert_correlation(&id, &expected, true);
         let (_, body) = api::get(&stack.api, &format!("/api/v1/correlations/{id}")).unwrap();
         let got_services: Vec<String> = body["services"]
@@ -209,8 +218,16 @@ fn three_services_share_correlation_ids() {
             .collect();
         assert_eq!(
             levels,
-            ["info", "info", "info", "info", "warn", "error", "info"]
+            ["info", "info", "info", "info", "warn", "error", "info", "error"]
         );
+        let streams: Vec<&str> = body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["stream"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(streams[..7], ["stdout"; 7]);
+        assert_eq!(streams[7], "stderr");
     }
 }
 

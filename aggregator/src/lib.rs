@@ -1,0 +1,215 @@
+//! Sightline aggregator: consumes log events from Kafka, indexes them into tantivy exactly
+//! once, and serves the query API over the same index.
+//!
+//! Module map:
+//! - [`config`]: [`AggregatorConfig`] (TOML, `deny_unknown_fields`) and its pure
+//!   `validate()`.
+//! - [`consumer`]: Kafka source stage ([`KafkaSource`], the blocking consume loop).
+//! - [`indexer`]: index stage ([`Indexer`]): decoding, offset/replay de-duplication,
+//!   commits with a checkpoint payload.
+//! - [`checkpoint`]: the versioned commit payload (Kafka offsets, source watermarks).
+//! - [`metrics`]: [`IndexerMetrics`] counters.
+//!
+//! Embedding (what the `sightline-aggregator` binary does):
+//!
+//! ```no_run
+//! # async fn demo(config: sightline_aggregator::AggregatorConfig) -> Result<(), Box<dyn std::error::Error>> {
+//! use sightline_aggregator::Aggregator;
+//! use tokio_util::sync::CancellationToken;
+//!
+//! let aggregator = Aggregator::open(config)?;              // opens/creates <data_dir>/index
+//! let listener = tokio::net::TcpListener::bind(aggregator.config().listen.as_str()).await?;
+//! let shutdown = CancellationToken::new();                 // cancel() to stop
+//! aggregator.run_with_api(listener, shutdown).await?;      // final commit on the way out
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod checkpoint;
+pub mod config;
+pub mod consumer;
+pub mod indexer;
+pub mod metrics;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sightline_query::{
+    AppState, IndexOpenError, IndexSchema, QueryEngine, QueryError, QueryLimits,
+};
+use tantivy::{Index, IndexReader, ReloadPolicy};
+use tokio_util::sync::CancellationToken;
+
+pub use checkpoint::{Checkpoint, CheckpointError};
+pub use config::{AggregatorConfig, ConfigError, KafkaConfig};
+pub use consumer::KafkaSource;
+pub use indexer::{Indexer, IndexerError};
+pub use metrics::{IndexerMetrics, MetricsSnapshot};
+
+/// Everything that can stop the aggregator.
+#[derive(Debug, thiserror::Error)]
+pub enum AggregatorError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The index directory could not be opened or created.
+    #[error(transparent)]
+    IndexOpen(#[from] IndexOpenError),
+    /// The index stage failed (tantivy or checkpoint).
+    #[error(transparent)]
+    Indexer(#[from] IndexerError),
+    /// The consume loop stopped on an error (index failure or fatal Kafka error).
+    #[error(transparent)]
+    Consume(#[from] consumer::ConsumeError),
+    /// The Kafka client could not be created.
+    #[error("Kafka client: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The query engine could not be built.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// Serving the API failed.
+    #[error("query API: {0}")]
+    Serve(#[from] std::io::Error),
+    /// A background task panicked or was cancelled.
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+/// An opened aggregator: index, writer, reader and Kafka consumer, ready to [`run`].
+///
+/// [`run`]: Aggregator::run
+pub struct Aggregator {
+    config: AggregatorConfig,
+    index: Index,
+    reader: IndexReader,
+    engine: Arc<QueryEngine>,
+    indexer: Indexer,
+    source: KafkaSource,
+    metrics: Arc<IndexerMetrics>,
+}
+
+impl Aggregator {
+    /// Validates `config`, opens or creates `<data_dir>/index`, takes the index writer lock,
+    /// loads the last commit's checkpoint and creates the (not yet connected) Kafka consumer.
+    ///
+    /// Errors: `Config`, `IndexOpen` (bad/incompatible index), `Indexer` (writer lock held by
+    /// another process, unreadable checkpoint), `Kafka` (invalid client settings).
+    pub fn open(config: AggregatorConfig) -> Result<Self, AggregatorError> {
+        config.validate()?;
+        let index = IndexSchema::new().open_or_create(&config.index_dir())?;
+        let reader: IndexReader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(IndexerError::from)?;
+        let metrics = Arc::new(IndexerMetrics::default());
+        let indexer = Indexer::new(
+            &index,
+            reader.clone(),
+            usize::try_from(config.writer_memory_bytes).unwrap_or(usize::MAX),
+            Duration::from_millis(config.commit_interval_ms),
+            metrics.clone(),
+        )?;
+        let limits = QueryLimits {
+            max_correlation_events: config.max_correlation_events,
+            ..QueryLimits::default()
+        };
+        let engine = Arc::new(QueryEngine::new(&index, reader.clone(), limits)?);
+        let source = KafkaSource::new(&config.kafka, indexer.next_offsets())?;
+        tracing::info!(
+            index = %config.index_dir().display(),
+            docs = reader.searcher().num_docs(),
+            partitions_in_checkpoint = indexer.next_offsets().len(),
+            "aggregator opened"
+        );
+        Ok(Aggregator {
+            config,
+            index,
+            reader,
+            engine,
+            indexer,
+            source,
+            metrics,
+        })
+    }
+
+    /// The (validated) configuration.
+    pub fn config(&self) -> &AggregatorConfig {
+        &self.config
+    }
+
+    /// The tantivy index.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// A reader of the index, reloaded by the indexer after each commit (so it sees new
+    /// events at most `commit_interval_ms` plus commit time after they arrive).
+    pub fn index_reader(&self) -> IndexReader {
+        self.reader.clone()
+    }
+
+    /// The query engine over [`Self::index_reader`], with this config's limits.
+    pub fn query_engine(&self) -> Arc<QueryEngine> {
+        self.engine.clone()
+    }
+
+    /// State for [`sightline_query::app`] / [`sightline_query::serve`].
+    pub fn app_state(&self) -> AppState {
+        AppState::from_arc(self.engine.clone())
+    }
+
+    /// Live counters.
+    pub fn metrics(&self) -> Arc<IndexerMetrics> {
+        self.metrics.clone()
+    }
+
+    /// Consumes and indexes until `shutdown` is cancelled, then commits what was handled
+    /// (the final commit) and leaves the consumer group. The Kafka loop runs on a blocking
+    /// thread; shutdown is noticed within 100 ms.
+    ///
+    /// Errors: `Indexer` when tantivy fails (the index keeps its last commit), `Task` if the
+    /// loop panicked.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), AggregatorError> {
+        let Aggregator {
+            mut indexer,
+            source,
+            metrics,
+            ..
+        } = self;
+        tokio::task::spawn_blocking(move || {
+            let result = consumer::consume(&source, &mut indexer, &shutdown, &metrics);
+            drop(source); // leaves the group (polls until closed)
+            drop(indexer); // releases the writer lock
+            result
+        })
+        .await
+        .map_err(|e| AggregatorError::Task(e.to_string()))?
+        .map_err(AggregatorError::from)
+    }
+
+    /// [`Self::run`] plus the query API served on `listener`, both until `shutdown` is
+    /// cancelled. If either fails, the other is stopped too and the first error returned.
+    pub async fn run_with_api(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<(), AggregatorError> {
+        let stop = shutdown.child_token();
+        let api_stop = stop.clone();
+        let server = tokio::spawn(sightline_query::serve(
+            listener,
+            self.app_state(),
+            async move { api_stop.cancelled().await },
+        ));
+        let indexed = self.run(stop.clone()).await;
+        stop.cancel();
+        let served = server
+            .await
+            .map_err(|e| AggregatorError::Task(e.to_string()))?;
+        indexed?;
+        served?;
+        Ok(())
+    }
+}
