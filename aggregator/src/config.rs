@@ -326,3 +326,16 @@ group_id = "g"
         }
     }
 }
+
+#[cfg(test)]
+mod deploy_examples {
+    use super::*;
+
+    #[test]
+    fn deploy_aggregator_toml_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/aggregator.toml");
+        let cfg = AggregatorConfig::load(&path).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.listen, "0.0.0.0:7280");
+    }
+}

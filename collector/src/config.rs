@@ -207,8 +207,9 @@ impl Default for CorrelationConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
-    /// Flush a partition's batch once its events reach this many bytes of message text.
-    /// Default 524288 (512 KiB); keep it under the broker's `message.max.bytes`.
+    /// Largest Kafka message, bytes of encoded events (before compression): a partition's
+    /// batch is sealed before it would pass this. Default 524288 (512 KiB); at least
+    /// `docker.max_line_bytes` + 64 KiB; keep it under the broker's `message.max.bytes`.
     pub max_bytes: usize,
     /// Flush everything at least this often, ms. Default 100.
     pub linger_ms: u64,
@@ -280,10 +281,11 @@ impl CollectorConfig {
             }
         }
         let d = &self.docker;
-        if !(16 * 1024..=64 * 1024 * 1024).contains(&d.max_line_bytes) {
+        // A line must fit one Kafka message (brokers' default message.max.bytes is 1 MiB).
+        if !(16 * 1024..=768 * 1024).contains(&d.max_line_bytes) {
             return Err(invalid(
                 "docker.max_line_bytes",
-                "must be between 16384 and 67108864",
+                "must be between 16384 and 786432 (768 KiB)",
             ));
         }
         if d.discovery_interval_ms == 0 || d.poll_interval_ms == 0 {
@@ -292,10 +294,13 @@ impl CollectorConfig {
         if d.read_buffer_bytes < 4096 {
             return Err(invalid("docker.read_buffer_bytes", "must be at least 4096"));
         }
-        if self.batch.max_bytes < 1024 || self.batch.max_in_flight == 0 {
+        if self.batch.max_in_flight == 0 {
+            return Err(invalid("batch.max_in_flight", "must be at least 1"));
+        }
+        if !(d.max_line_bytes + 64 * 1024..=4 * 1024 * 1024).contains(&self.batch.max_bytes) {
             return Err(invalid(
-                "batch",
-                "max_bytes must be at least 1024 and max_in_flight at least 1",
+                "batch.max_bytes",
+                "must be at least docker.max_line_bytes + 65536 and at most 4194304 (keep it under the broker's message.max.bytes)",
             ));
         }
         for (i, p) in self.correlation.patterns.iter().enumerate() {
@@ -336,5 +341,19 @@ mod tests {
     fn acks_cannot_be_overridden() {
         let cfg = CollectorConfig::from_toml("[kafka.client]\nacks = '1'\n").unwrap();
         assert!(cfg.validate().is_err());
+    }
+}
+
+#[cfg(test)]
+mod deploy_examples {
+    use super::*;
+
+    #[test]
+    fn deploy_collector_toml_is_valid() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/collector.toml");
+        let cfg = CollectorConfig::from_file(&path).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.kafka.topic, "sightline.logs");
     }
 }

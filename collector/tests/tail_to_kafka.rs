@@ -61,8 +61,14 @@ impl FakeContainer {
         }
     }
 
-    /// Docker's rotation: rename the live file to `.1` and start a new one.
+    /// Docker's rotation: shift `.N` to `.N+1`, rename the live file to `.1`, start a new one.
     fn rotate(&self) {
+        for i in (1..5).rev() {
+            let from = format!("{}.{i}", self.log.display());
+            if Path::new(&from).exists() {
+                fs::rename(&from, format!("{}.{}", self.log.display(), i + 1)).unwrap();
+            }
+        }
         fs::rename(&self.log, format!("{}.1", self.log.display())).unwrap();
         File::create(&self.log).unwrap();
     }
@@ -289,4 +295,60 @@ async fn bad_input_is_shipped_marked_never_dropped() {
         huge.len()
     );
     let _ = HashMap::<(), ()>::new();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_rotations_while_stopped_lose_nothing() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, 2, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let root = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let c = FakeContainer::new(root.path(), "dddd4444", "api-1", "api");
+    let mut cfg = config(root.path(), data.path(), &brokers);
+    // Small reads, so reads end at many places (some exactly on a newline).
+    cfg.docker.read_buffer_bytes = 4096;
+    let line = |i: usize| {
+        format!(
+            "x-correlation-id=rot-{} line {i} {}",
+            i % 3,
+            "p".repeat(i % 97)
+        )
+    };
+    for i in 0..300 {
+        c.write("stdout", &line(i));
+    }
+    let (stop, handle, _) = start(cfg.clone()).await;
+    let mut reader = Reader::new(&brokers);
+    assert_eq!(reader.until(300).len(), 300);
+    stop.send(true).unwrap();
+    handle.await.unwrap();
+    // While stopped: more lines in file A, then A -> .1 -> .2 and B -> .1, then C live.
+    for i in 300..400 {
+        c.write("stdout", &line(i));
+    }
+    c.rotate();
+    for i in 400..700 {
+        c.write("stdout", &line(i));
+    }
+    c.rotate();
+    for i in 700..900 {
+        c.write("stdout", &line(i));
+    }
+    let (stop, handle, _) = start(cfg.clone()).await;
+    // And one more rotation while it runs.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.rotate();
+    for i in 900..1000 {
+        c.write("stdout", &line(i));
+    }
+    let events = reader.until(1000).to_vec();
+    stop.send(true).unwrap();
+    handle.await.unwrap();
+    let mut got: Vec<String> = events.iter().map(|e| e.message.clone()).collect();
+    let mut want: Vec<String> = (0..1000).map(line).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got.len(), 1000, "every line once");
+    assert_eq!(got, want);
 }

@@ -2,18 +2,21 @@
 //!
 //! Module map:
 //! - [`event`]: the log event envelope ([`LogEvent`], [`Container`], [`Level`], [`EventId`]).
-//! - [`otlp`]: encoding a batch of events as an OTLP protobuf `LogsData` message and back.
+//! - [`otlp`]: the OTLP `LogsData` mapping of a batch of events, and decoding;
+//!   `encode` writes the same bytes directly (the collector's hot path).
 //! - [`kafka`]: topic names, message headers and the Java-compatible murmur2 partitioner.
 //!
 //! The encoding is the one the OpenTelemetry Collector's Kafka exporter and receiver speak
 //! (`otlp_proto`), so other tools can read Sightline's topics; see `docs/wire-format.md`.
 
+mod encode;
 pub mod event;
 pub mod kafka;
 pub mod otlp;
 
+pub use encode::encode_logs;
 pub use event::{Container, EventId, Level, LogEvent, SourceKind, SourcePosition};
-pub use otlp::{decode_logs, encode_logs, DecodeError};
+pub use otlp::{decode_logs, to_logs_data, DecodeError};
 
 /// Version of the envelope: the attribute mapping documented in `docs/wire-format.md`.
 /// Carried in every message as the Kafka header [`kafka::SCHEMA_HEADER`] and as the

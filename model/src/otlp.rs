@@ -47,7 +47,8 @@ fn kv_str(key: &str, v: &str) -> KeyValue {
     kv(key, Value::StringValue(v.to_string()))
 }
 
-fn resource_attributes(ev: &LogEvent) -> Vec<KeyValue> {
+/// Resource attributes of an event's resource (see the module docs).
+pub(crate) fn resource_attributes(ev: &LogEvent) -> Vec<KeyValue> {
     let mut attrs = vec![
         kv_str("service.name", &ev.service),
         kv_str("host.name", &ev.host),
@@ -186,11 +187,6 @@ pub fn to_logs_data(events: Vec<LogEvent>) -> LogsData {
     LogsData { resource_logs }
 }
 
-/// Encodes a batch as OTLP protobuf bytes (the Kafka message value).
-pub fn encode_logs(events: Vec<LogEvent>) -> Vec<u8> {
-    to_logs_data(events).encode_to_vec()
-}
-
 fn any_to_string(v: &AnyValue) -> Option<String> {
     Some(match v.value.as_ref()? {
         Value::StringValue(s) => s.clone(),
@@ -324,6 +320,7 @@ fn record_to_event(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encode_logs;
     use std::collections::BTreeMap;
 
     fn sample(i: u64, container: &Arc<Container>) -> LogEvent {

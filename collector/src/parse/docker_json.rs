@@ -91,16 +91,26 @@ impl Reassembler {
         let frame: Frame<'_> = match serde_json::from_slice(line) {
             Ok(f) => f,
             Err(e) => {
-                out.push(Record {
-                    offset,
-                    text: String::from_utf8_lossy(line).into_owned(),
-                    stream: String::new(),
-                    time_ns: None,
-                    attrs: BTreeMap::new(),
-                    parse_error: Some(format!("invalid docker json-file line: {e}")),
-                    split_part: None,
-                    partial: false,
-                });
+                // Kept raw, in parts of at most max_line_bytes (each its own event ID).
+                let error = format!("invalid docker json-file line: {e}");
+                let chunks: Vec<&[u8]> = if line.is_empty() {
+                    vec![line]
+                } else {
+                    line.chunks(self.max_line_bytes).collect()
+                };
+                let parts = chunks.len();
+                for (k, chunk) in chunks.into_iter().enumerate() {
+                    out.push(Record {
+                        offset: offset + k as u64,
+                        text: String::from_utf8_lossy(chunk).into_owned(),
+                        stream: String::new(),
+                        time_ns: None,
+                        attrs: BTreeMap::new(),
+                        parse_error: Some(error.clone()),
+                        split_part: (parts > 1).then_some(k as u32 + 1),
+                        partial: false,
+                    });
+                }
                 return;
             }
         };

@@ -166,8 +166,19 @@ pub struct KafkaSink {
     pub stats: Arc<Stats>,
 }
 
+/// Upper estimate of an event's encoded size, bytes.
 fn approx_size(ev: &LogEvent) -> usize {
-    ev.message.len() + 160 + ev.correlation_ids.iter().map(String::len).sum::<usize>()
+    ev.message.len()
+        + 200
+        + ev.correlation_ids
+            .iter()
+            .map(|c| c.len() + 8)
+            .sum::<usize>()
+        + ev.attributes
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 8)
+            .sum::<usize>()
+        + ev.parse_error.as_ref().map_or(0, |e| e.len() + 32)
 }
 
 impl KafkaSink {
@@ -193,12 +204,15 @@ impl KafkaSink {
                     for ev in chunk.events {
                         let p = partition_for_key(ev.partition_key().as_bytes(), this.partitions);
                         let o = open.entry(p).or_default();
-                        o.bytes += approx_size(&ev);
-                        o.events.push(ev);
-                        if o.bytes >= this.batch.max_bytes {
+                        let size = approx_size(&ev);
+                        // Seal before the batch would pass max_bytes (one event never does:
+                        // lines are capped at docker.max_line_bytes < batch.max_bytes).
+                        if !o.events.is_empty() && o.bytes + size > this.batch.max_bytes {
                             sealed.push((p, std::mem::take(&mut o.events)));
                             o.bytes = 0;
                         }
+                        o.bytes += size;
+                        o.events.push(ev);
                     }
                     cps.push((chunk.key, chunk.checkpoint, chunk.done));
                     if !sealed.is_empty() {

@@ -124,10 +124,13 @@ fn start_containers(busybox: &Path) -> std::io::Result<Demo> {
     for p in ["checkout.fifo", "payments.fifo"] {
         run(Command::new("mkfifo").arg(pipes.path().join(p)))?;
     }
+    // Docker stamps a line when its per-container log copier reads it, so each service pauses
+    // 50 ms before handing the request on: the stamps then follow the request path. A reader
+    // that opens a pipe just as a writer closes it reads nothing: skip empty reads.
     let scripts = [
-        r#"i=0; while true; do i=$((i+1)); id=demo-req-$i; echo "{\"level\":\"info\",\"correlation_id\":\"$id\",\"hop\":0,\"msg\":\"POST /checkout accepted\"}"; echo $id > /demo/checkout.fifo; sleep 1; done"#,
-        r#"while true; do read id < /demo/checkout.fifo; echo "INFO x-correlation-id=$id hop=1 reserved 3 items"; echo $id > /demo/payments.fifo; done"#,
-        r#"n=0; while true; do read id < /demo/payments.fifo; n=$((n+1)); if [ $((n % 5)) -eq 0 ]; then echo "ERROR x-correlation-id=$id hop=2 card declined" >&2; else echo "INFO x-correlation-id=$id hop=2 charged 42.00 EUR"; fi; done"#,
+        r#"i=0; while true; do i=$((i+1)); id=demo-req-$i; echo "{\"level\":\"info\",\"correlation_id\":\"$id\",\"hop\":0,\"msg\":\"POST /checkout accepted\"}"; sleep 0.05; echo $id > /demo/checkout.fifo; sleep 1; done"#,
+        r#"while true; do read id < /demo/checkout.fifo || continue; [ -n "$id" ] || continue; echo "INFO x-correlation-id=$id hop=1 reserved 3 items"; sleep 0.05; echo $id > /demo/payments.fifo; done"#,
+        r#"n=0; while true; do read id < /demo/payments.fifo || continue; [ -n "$id" ] || continue; n=$((n+1)); if [ $((n % 5)) -eq 0 ]; then echo "ERROR x-correlation-id=$id hop=2 card declined" >&2; else echo "INFO x-correlation-id=$id hop=2 charged 42.00 EUR"; fi; done"#,
     ];
     let suffix = std::process::id();
     let mut names = Vec::new();

@@ -57,18 +57,25 @@ impl DockerJsonSource {
             if *shutdown.borrow() {
                 break;
             }
-            let present = self.scan().await;
+            let Some(present) = self.scan().await else {
+                continue; // the directory could not be listed: change nothing this round
+            };
             for (id, dir) in &present {
                 if running.contains_key(id) {
                     continue;
                 }
                 match read_container(dir) {
                     Ok((container, true)) => {
-                        let cp = checkpoints.remove(id);
-                        running.insert(
-                            id.clone(),
-                            self.spawn(container, dir.clone(), cp, tx.clone()),
-                        );
+                        let cp = checkpoints.get(id).cloned();
+                        match self.spawn(container, dir.clone(), cp, tx.clone()) {
+                            Ok(r) => {
+                                checkpoints.remove(id);
+                                running.insert(id.clone(), r);
+                            }
+                            Err(e) => {
+                                tracing::error!(container = %id, error = %e, "cannot start a tailer thread; retrying")
+                            }
+                        }
                     }
                     Ok((_, false)) => {
                         if first {
@@ -99,7 +106,8 @@ impl DockerJsonSource {
                 first = false;
             }
             running.retain(|id, r| {
-                if !present.contains_key(id) {
+                // Gone from the listing and its folder really absent: removed.
+                if !present.contains_key(id) && !self.cfg.containers_dir.join(id).exists() {
                     r.stop.store(REMOVED, Ordering::Release);
                 }
                 !r.handle.is_finished()
@@ -113,25 +121,29 @@ impl DockerJsonSource {
         }
     }
 
-    async fn scan(&self) -> HashMap<String, PathBuf> {
+    /// Container folders by ID; `None` when the directory cannot be listed.
+    async fn scan(&self) -> Option<HashMap<String, PathBuf>> {
         let dir = self.cfg.containers_dir.clone();
         tokio::task::spawn_blocking(move || {
-            let mut found = HashMap::new();
-            match std::fs::read_dir(&dir) {
-                Ok(entries) => {
-                    for e in entries.flatten() {
-                        let path = e.path();
-                        if path.join("config.v2.json").exists() {
-                            found.insert(e.file_name().to_string_lossy().into_owned(), path);
-                        }
-                    }
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot list containers directory");
+                    return None;
                 }
-                Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot list containers directory"),
+            };
+            let mut found = HashMap::new();
+            for e in entries.flatten() {
+                let path = e.path();
+                if path.join("config.v2.json").exists() {
+                    found.insert(e.file_name().to_string_lossy().into_owned(), path);
+                }
             }
-            found
+            Some(found)
         })
         .await
-        .unwrap_or_default()
+        .ok()
+        .flatten()
     }
 
     fn spawn(
@@ -140,7 +152,7 @@ impl DockerJsonSource {
         dir: PathBuf,
         checkpoint: Option<FileCheckpoint>,
         tx: mpsc::Sender<Chunk>,
-    ) -> Running {
+    ) -> std::io::Result<Running> {
         let id = container.id.clone();
         let log_path = dir.join(format!("{id}-json.log"));
         let service = service_name(&container, self.cfg.service_label.as_deref());
@@ -159,8 +171,7 @@ impl DockerJsonSource {
         let short: String = id.chars().take(12).collect();
         let handle = std::thread::Builder::new()
             .name(format!("tail-{short}"))
-            .spawn(move || tailer.run(checkpoint))
-            .expect("spawn tailer thread");
-        Running { stop, handle }
+            .spawn(move || tailer.run(checkpoint))?;
+        Ok(Running { stop, handle })
     }
 }

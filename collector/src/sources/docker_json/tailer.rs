@@ -70,6 +70,8 @@ struct OpenFile {
     reassembler: Reassembler,
     /// No more bytes will be written: a rotated file, or the live one after a rename.
     finished: bool,
+    /// A finished file read to its end and flushed: the next file may be opened.
+    drained: bool,
 }
 
 /// First line of a file (up to 4 KiB), hashed; `None` while the file has no complete line.
@@ -102,6 +104,33 @@ fn source_id(container_id: &str, fp: u64) -> u64 {
     xxhash_rust::xxh3::xxh3_64(&bytes)
 }
 
+/// `<log>.1` … `<log>.N` that exist, newest first.
+fn rotated_files(log_path: &Path) -> Vec<PathBuf> {
+    (1..=MAX_ROTATED)
+        .map(|i| PathBuf::from(format!("{}.{i}", log_path.display())))
+        .filter(|p| p.exists())
+        .collect()
+}
+
+/// The files to read after the file with fingerprint `fp` was read to its end: every
+/// rotated file newer than it, oldest first, then the live file. When that file cannot be
+/// found any more (deleted by `max-file`), the live file.
+pub fn files_after(log_path: &Path, fp: u64) -> Vec<(PathBuf, u64)> {
+    let mut candidates = vec![log_path.to_path_buf()];
+    candidates.extend(rotated_files(log_path));
+    match candidates
+        .iter()
+        .position(|p| file_fingerprint(p) == Some(fp))
+    {
+        Some(k) => candidates[..k]
+            .iter()
+            .rev()
+            .map(|p| (p.clone(), 0))
+            .collect(),
+        None => vec![(log_path.to_path_buf(), 0)],
+    }
+}
+
 /// Which files to read, oldest first, to resume from `checkpoint`: the checkpointed file at
 /// its offset, then every newer rotated file and the live file from 0. Without a checkpoint
 /// (a container seen for the first time) every rotated file still on disk, oldest first, then
@@ -110,13 +139,9 @@ fn source_id(container_id: &str, fp: u64) -> u64 {
 pub fn resume_plan(log_path: &Path, checkpoint: Option<&FileCheckpoint>) -> Vec<(PathBuf, u64)> {
     // Newest first: the live file, then `.1`, `.2`, …
     let mut candidates = vec![log_path.to_path_buf()];
-    for i in 1..=MAX_ROTATED {
-        let p = PathBuf::from(format!("{}.{i}", log_path.display()));
-        if !p.exists() {
-            break;
-        }
-        candidates.push(p);
-    }
+    // Every index: Docker renames `.1` to `.2` before the live file to `.1`, so a gap can be
+    // seen mid-rotation.
+    candidates.extend(rotated_files(log_path));
     let all = |c: &[PathBuf]| c.iter().rev().map(|p| (p.clone(), 0)).collect::<Vec<_>>();
     let Some(cp) = checkpoint else {
         return all(&candidates);
@@ -176,6 +201,17 @@ impl Tailer {
                     .unwrap_or_else(|| (self.ctx.log_path.clone(), 0));
                 let is_live = queue.is_empty() && path == self.ctx.log_path;
                 match self.open(&path, offset, !is_live) {
+                    Ok(f) if offset > 0 && !self.is_checkpointed(&f, checkpoint.as_ref()) => {
+                        // Renamed between planning and opening: plan again.
+                        queue = resume_plan(&self.ctx.log_path, checkpoint.as_ref()).into();
+                        if queue
+                            .front()
+                            .is_some_and(|(p, o)| *p == path && *o == offset)
+                        {
+                            cur = Some(f); // unchanged: it is the file after all
+                            queue.pop_front();
+                        }
+                    }
                     Ok(f) => cur = Some(f),
                     Err(e) => {
                         if e.kind() != std::io::ErrorKind::NotFound {
@@ -211,6 +247,12 @@ impl Tailer {
         }
     }
 
+    /// Whether `f` is the file `cp` names (same first-line fingerprint).
+    fn is_checkpointed(&self, f: &OpenFile, cp: Option<&FileCheckpoint>) -> bool {
+        let want = cp.and_then(|c| u64::from_str_radix(&c.fingerprint, 16).ok());
+        want.is_some() && fingerprint(&f.file).ok().flatten() == want
+    }
+
     fn open(&self, path: &Path, offset: u64, finished: bool) -> std::io::Result<OpenFile> {
         let file = File::open(path)?;
         let meta = file.metadata()?;
@@ -227,6 +269,7 @@ impl Tailer {
             carry_start: offset,
             reassembler: Reassembler::new(self.ctx.cfg.max_line_bytes),
             finished,
+            drained: false,
         };
         use std::io::Seek;
         f.file.seek(std::io::SeekFrom::Start(offset))?;
@@ -244,8 +287,20 @@ impl Tailer {
                 }
                 None => {
                     if f.finished || stop == REMOVED {
+                        // No complete first line and none will come: identify the file by
+                        // what it holds, so those bytes are still shipped (marked).
+                        let len = f.file.metadata()?.len().min(4096) as usize;
+                        if len > 0 {
+                            let mut head = vec![0u8; len];
+                            f.file.read_exact_at(&mut head, 0)?;
+                            let fp = xxhash_rust::xxh3::xxh3_64(&head);
+                            f.fingerprint = Some(fp);
+                            f.source_id = source_id(&self.ctx.container.id, fp);
+                            f.finished = true;
+                            return Ok(Step::Continue);
+                        }
                         f.finished = true;
-                        f.carry.clear();
+                        f.drained = true;
                         if stop == REMOVED {
                             self.send(Vec::new(), None, true);
                             return Ok(Step::Exit);
@@ -263,9 +318,11 @@ impl Tailer {
         }
         let n = f.file.read(buf)?;
         let mut records = Vec::new();
+        let timeout = Duration::from_millis(self.ctx.cfg.partial_flush_timeout_ms);
         if n > 0 {
             self.ctx.stats.add_bytes_read(n as u64);
             self.consume(f, &buf[..n], &mut records);
+            f.reassembler.flush_stale(timeout, &mut records);
             let ok = self.emit(f, records, false);
             return Ok(if ok { Step::Continue } else { Step::Exit });
         }
@@ -292,7 +349,10 @@ impl Tailer {
             return Ok(Step::Continue);
         }
         let len = f.file.metadata()?.len();
-        if len < f.read_pos {
+        // Truncated (copytruncate, or Docker reopening with O_TRUNC): shorter than what was
+        // read, or already rewritten past it with a different first line.
+        let rewritten = len >= f.read_pos && fingerprint(&f.file)? != f.fingerprint;
+        if len < f.read_pos || rewritten {
             tracing::info!(path = %f.path.display(), "file truncated; reading from the start");
             let mut records = Vec::new();
             self.drain(f, &mut records);
@@ -336,21 +396,27 @@ impl Tailer {
             f.carry_start = base + start as u64;
         }
         carry.extend_from_slice(&data[start..]);
-        let cap = self.ctx.cfg.max_line_bytes.saturating_mul(4);
-        if carry.len() > cap {
-            // Not Docker framing (no newline for far too long): keep the bytes, marked.
-            out.push(Record {
-                offset: f.carry_start,
-                text: String::from_utf8_lossy(&carry).into_owned(),
-                stream: String::new(),
-                time_ns: None,
-                attrs: Default::default(),
-                parse_error: Some(format!("line longer than {cap} bytes without a newline")),
-                split_part: None,
-                partial: true,
-            });
-            f.carry_start += carry.len() as u64;
-            carry.clear();
+        // Not Docker framing (no newline for far too long): ship it in pieces of
+        // `max_line_bytes`, cut at fixed positions so a re-read cuts the same way.
+        let cap = self.ctx.cfg.max_line_bytes;
+        let limit = cap.saturating_mul(4);
+        if carry.len() > limit {
+            let mut at = 0;
+            while carry.len() - at >= cap {
+                out.push(Record {
+                    offset: f.carry_start,
+                    text: String::from_utf8_lossy(&carry[at..at + cap]).into_owned(),
+                    stream: String::new(),
+                    time_ns: None,
+                    attrs: Default::default(),
+                    parse_error: Some(format!("more than {limit} bytes without a newline")),
+                    split_part: None,
+                    partial: true,
+                });
+                f.carry_start += cap as u64;
+                at += cap;
+            }
+            carry.drain(..at);
         }
         f.carry = carry;
         f.read_pos = base + data.len() as u64;
