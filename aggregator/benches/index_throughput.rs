@@ -44,7 +44,7 @@ fn event(i: u64) -> LogEvent {
     let corr = format!("req-{:08x}", i / 8);
     let hop = (i % 8) as u32 / 2;
     let service = SERVICES[hop as usize];
-    let level = if i % 50 == 0 {
+    let level = if i.is_multiple_of(50) {
         Level::Error
     } else {
         Level::Info

@@ -80,7 +80,7 @@ fn now_unix() -> Duration {
 impl Indexer {
     /// Opens the writer on `index` (taking its lock) and loads the last commit's
     /// checkpoint. `reader` should use `ReloadPolicy::Manual`; it is reloaded after each
-    /// commit. `writer_memory_bytes` ≥ 15 MB (two writer threads from 30 MB on).
+    /// commit. `writer_memory_bytes` ≥ 15 MB (one indexing thread).
     ///
     /// Errors: `Tantivy` (e.g. `LockFailure` when another writer holds the index),
     /// `Checkpoint` when the stored payload is not a readable checkpoint.
@@ -92,12 +92,10 @@ impl Indexer {
         metrics: Arc<IndexerMetrics>,
     ) -> Result<Self, IndexerError> {
         let checkpoint = Checkpoint::from_payload(index.load_metas()?.payload.as_deref())?;
-        let threads = if writer_memory_bytes >= 30_000_000 {
-            2
-        } else {
-            1
-        };
-        let writer = index.writer_with_num_threads(threads, writer_memory_bytes)?;
+        // One indexing thread: with a commit every second, each extra thread adds a segment
+        // per commit and the merges to undo it; measured in BENCHMARKS.md (one thread: 7.3 MB/s
+        // of log text per CPU-second, two: 6.1).
+        let writer = index.writer_with_num_threads(1, writer_memory_bytes)?;
         Ok(Indexer {
             schema: IndexSchema::new(),
             writer,

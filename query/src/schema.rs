@@ -8,22 +8,26 @@
 //! | `event_id`       | raw string, stored                    | 32 lowercase hex digits                 |
 //! | `correlation_id` | raw string, stored, multi-valued      | one value per correlation ID, in order  |
 //! | `trace_id`       | raw string, stored                    | 32 hex, absent when none                |
-//! | `span_id`        | raw string, stored                    | 16 hex, absent when none                |
+//! | `span_id`        | stored only                           | 16 hex, absent when none                |
 //! | `service`        | raw string, stored                    |                                         |
 //! | `level`          | raw string, stored                    | lowercase (`warn`); absent when none    |
 //! | `container_id`   | raw string, stored                    | absent when no container                |
-//! | `container_name` | raw string, stored                    | absent when no container                |
-//! | `image`          | raw string, stored                    | absent when no container                |
+//! | `container_name` | stored only                           | absent when no container                |
+//! | `image`          | stored only                           | absent when no container                |
 //! | `host`           | raw string, stored                    |                                         |
-//! | `stream`         | raw string, stored                    | `stdout`/`stderr`; absent when unknown  |
-//! | `source_kind`    | raw string, stored                    | `docker_json_file`, `other`             |
+//! | `stream`         | stored only                           | `stdout`/`stderr`; absent when unknown  |
+//! | `source_kind`    | stored only                           | `docker_json_file`, `other`             |
 //! | `message`        | text (default tokenizer), stored      | the default search field                |
-//! | `timestamp`      | i64, indexed, fast, stored            | **ns since the Unix epoch** (UTC)       |
-//! | `hop`            | u64, indexed, fast, stored            | absent when the line carries no hop     |
+//! | `timestamp`      | i64, fast, stored                     | **ns since the Unix epoch** (UTC)       |
+//! | `hop`            | u64, fast, stored                     | absent when the line carries no hop     |
 //! | `parse_error`    | raw string, stored                    | absent when the line parsed fine        |
 //! | `attributes`     | JSON object (raw strings), stored     | `attributes.key:value` in queries       |
 //!
 //! "Raw string" means the `raw` tokenizer: the whole value is one term, matched exactly.
+//! "Stored only" fields are returned with each event but cannot be searched: every indexed
+//! field costs indexing time on every document (see BENCHMARKS.md), so only the fields
+//! Sightline looks events up by are indexed. Time ranges and ordering use the fast
+//! (columnar) `timestamp` values.
 //! Optional fields are simply absent from a document (no sentinel values). Timestamps
 //! above `i64::MAX` ns (year 2262) are clamped.
 //!
@@ -39,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use sightline_model::LogEvent;
 use tantivy::schema::{
     Field, IndexRecordOption, JsonObjectOptions, NumericOptions, OwnedValue, Schema,
-    TextFieldIndexing, TextOptions, FAST, INDEXED, STORED, STRING, TEXT,
+    TextFieldIndexing, TextOptions, FAST, STORED, STRING, TEXT,
 };
 use tantivy::{Index, TantivyDocument};
 
@@ -197,21 +201,21 @@ impl IndexSchema {
         let event_id = b.add_text_field(field::EVENT_ID, raw.clone());
         let correlation_id = b.add_text_field(field::CORRELATION_ID, raw.clone());
         let trace_id = b.add_text_field(field::TRACE_ID, raw.clone());
-        let span_id = b.add_text_field(field::SPAN_ID, raw.clone());
+        // Shown, not searched: stored only (each indexed field costs every document).
+        let span_id = b.add_text_field(field::SPAN_ID, STORED);
         let service = b.add_text_field(field::SERVICE, raw.clone());
         let level = b.add_text_field(field::LEVEL, raw.clone());
         let container_id = b.add_text_field(field::CONTAINER_ID, raw.clone());
-        let container_name = b.add_text_field(field::CONTAINER_NAME, raw.clone());
-        let image = b.add_text_field(field::IMAGE, raw.clone());
+        let container_name = b.add_text_field(field::CONTAINER_NAME, STORED);
+        let image = b.add_text_field(field::IMAGE, STORED);
         let host = b.add_text_field(field::HOST, raw.clone());
-        let stream = b.add_text_field(field::STREAM, raw.clone());
-        let source_kind = b.add_text_field(field::SOURCE_KIND, raw.clone());
+        let stream = b.add_text_field(field::STREAM, STORED);
+        let source_kind = b.add_text_field(field::SOURCE_KIND, STORED);
         let message = b.add_text_field(field::MESSAGE, TEXT | STORED);
-        let timestamp = b.add_i64_field(
-            field::TIMESTAMP,
-            NumericOptions::from(INDEXED | FAST | STORED),
-        );
-        let hop = b.add_u64_field(field::HOP, NumericOptions::from(INDEXED | FAST | STORED));
+        // Range queries and sorting run on the fast (columnar) values; indexing them would
+        // add one term per distinct nanosecond.
+        let timestamp = b.add_i64_field(field::TIMESTAMP, NumericOptions::from(FAST | STORED));
+        let hop = b.add_u64_field(field::HOP, NumericOptions::from(FAST | STORED));
         let parse_error = b.add_text_field(field::PARSE_ERROR, raw);
         let json_indexing = TextFieldIndexing::default()
             .set_tokenizer("raw")
