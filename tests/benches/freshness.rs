@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! cargo build --release --workspace --bins
-//! SIGHTLINE_BIN_DIR=target/release cargo bench -p sightline-tests --bench freshness
+//! SIGHTLINE_BIN_DIR=$PWD/target/release cargo bench -p sightline-tests --bench freshness
 //! ```
 
 use std::io::Write;

@@ -86,7 +86,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,librdkafka=warn,rdkafka=warn")
+                tracing_subscriber::EnvFilter::new("info,librdkafka=warn,rdkafka=warn,tantivy=warn")
             }),
         )
         .with_writer(std::io::stderr)
