@@ -90,6 +90,8 @@ pub async fn run(
         host: host_name(&cfg),
         extractor,
         stats,
+        partitions,
+        max_part_bytes: cfg.batch.max_bytes,
     };
     source.run(checkpoints, tx, shutdown).await;
     let _ = sink_task.await;

@@ -198,6 +198,115 @@ fn put_record(buf: &mut Vec<u8>, ev: &LogEvent) {
     }
 }
 
+/// Appends `ev` as one `log_records` field of a `ScopeLogs` message (tag, length, record) to
+/// `buf`: the unit a [`LogsDataBuilder`] concatenates.
+pub fn put_log_record_field(buf: &mut Vec<u8>, scratch: &mut Vec<u8>, ev: &LogEvent) {
+    scratch.clear();
+    put_record(scratch, ev);
+    put_len_field(buf, 2, scratch);
+}
+
+/// The `Resource` message of `ev`'s resource (host, container, service, source kind), encoded.
+pub fn encode_resource(ev: &LogEvent) -> Vec<u8> {
+    Resource {
+        attributes: resource_attributes(ev),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn scope_bytes() -> Vec<u8> {
+    InstrumentationScope {
+        name: "sightline".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        attributes: vec![KeyValue {
+            key: "sightline.schema_version".into(),
+            value: Some(AnyValue {
+                value: Some(Value::IntValue(SCHEMA_VERSION as i64)),
+            }),
+        }],
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// Assembles a `LogsData` message from runs of records already encoded with
+/// [`put_log_record_field`], each run tagged with its resource (from [`encode_resource`],
+/// shared by pointer). Runs of the same resource are merged, resources keep the order in
+/// which they first came: the result is byte-identical to [`encode_logs`] of the same events.
+#[derive(Default)]
+pub struct LogsDataBuilder {
+    groups: Vec<(std::sync::Arc<Vec<u8>>, Vec<u8>)>,
+    len: usize,
+}
+
+impl LogsDataBuilder {
+    /// Adds a run of encoded `log_records` fields of one resource.
+    pub fn add(&mut self, resource: &std::sync::Arc<Vec<u8>>, records: &[u8]) {
+        self.len += records.len();
+        match self
+            .groups
+            .iter_mut()
+            .rev()
+            .find(|(r, _)| std::sync::Arc::ptr_eq(r, resource))
+        {
+            Some((_, buf)) => buf.extend_from_slice(records),
+            None => {
+                self.len += resource.len() + 16;
+                self.groups.push((resource.clone(), records.to_vec()));
+            }
+        }
+    }
+
+    /// Bytes added so far (records plus resources): close to the final message size.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// The encoded `LogsData`.
+    pub fn finish(self) -> Vec<u8> {
+        let scope = scope_bytes();
+        assemble(
+            self.groups
+                .iter()
+                .map(|(r, b)| (r.as_slice(), b.as_slice())),
+            &scope,
+            self.len,
+        )
+    }
+}
+
+fn assemble<'a>(
+    groups: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    scope: &[u8],
+    hint: usize,
+) -> Vec<u8> {
+    let scope_field_len = 1 + varint_len(scope.len() as u64) + scope.len();
+    let mut out = Vec::with_capacity(hint + 64);
+    for (resource, records) in groups {
+        let scope_logs_len = scope_field_len + records.len();
+        let resource_logs_len = 1
+            + varint_len(resource.len() as u64)
+            + resource.len()
+            + 1
+            + varint_len(scope_logs_len as u64)
+            + scope_logs_len;
+        put_tag(&mut out, 1, LEN);
+        put_varint(&mut out, resource_logs_len as u64);
+        put_len_field(&mut out, 1, resource);
+        put_tag(&mut out, 2, LEN);
+        put_varint(&mut out, scope_logs_len as u64);
+        put_len_field(&mut out, 1, scope);
+        out.extend_from_slice(records);
+    }
+    out
+}
+
 struct Group {
     host: String,
     container_id: String,
@@ -227,62 +336,32 @@ pub fn encode_logs(events: Vec<LogEvent>) -> Vec<u8> {
         } else if let Some(i) = groups.iter().position(same) {
             i
         } else {
-            let resource = Resource {
-                attributes: resource_attributes(ev),
-                ..Default::default()
-            };
             groups.push(Group {
                 host: ev.host.clone(),
                 container_id: cid.to_string(),
                 service: ev.service.clone(),
                 kind: ev.source_kind,
-                resource: resource.encode_to_vec(),
+                resource: encode_resource(ev),
                 records: Vec::with_capacity(64 * 1024),
             });
             groups.len() - 1
         };
         last = idx;
-        scratch.clear();
-        put_record(&mut scratch, ev);
-        let g = &mut groups[idx];
-        put_len_field(&mut g.records, 2, &scratch);
+        put_log_record_field(&mut groups[idx].records, &mut scratch, ev);
     }
     drop(events);
-    let scope = InstrumentationScope {
-        name: "sightline".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        attributes: vec![KeyValue {
-            key: "sightline.schema_version".into(),
-            value: Some(AnyValue {
-                value: Some(Value::IntValue(SCHEMA_VERSION as i64)),
-            }),
-        }],
-        ..Default::default()
-    }
-    .encode_to_vec();
-    let scope_field_len = 1 + varint_len(scope.len() as u64) + scope.len();
-    let total: usize = groups
+    let scope = scope_bytes();
+    let hint = groups
         .iter()
-        .map(|g| g.records.len() + g.resource.len() + scope_field_len + 32)
+        .map(|g| g.records.len() + g.resource.len() + 32)
         .sum();
-    let mut out = Vec::with_capacity(total);
-    for g in &groups {
-        let scope_logs_len = scope_field_len + g.records.len();
-        let resource_logs_len = 1
-            + varint_len(g.resource.len() as u64)
-            + g.resource.len()
-            + 1
-            + varint_len(scope_logs_len as u64)
-            + scope_logs_len;
-        put_tag(&mut out, 1, LEN);
-        put_varint(&mut out, resource_logs_len as u64);
-        put_len_field(&mut out, 1, &g.resource);
-        put_tag(&mut out, 2, LEN);
-        put_varint(&mut out, scope_logs_len as u64);
-        put_len_field(&mut out, 1, &scope);
-        out.extend_from_slice(&g.records);
-    }
-    out
+    assemble(
+        groups
+            .iter()
+            .map(|g| (g.resource.as_slice(), g.records.as_slice())),
+        &scope,
+        hint,
+    )
 }
 
 #[cfg(test)]
@@ -357,6 +436,32 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn builder_from_runs_is_identical(events in prop::collection::vec(arb_event(), 1..20), cut in 0usize..20) {
+            // Runs per resource, added in two pieces each, in first-appearance order.
+            let mut resources: Vec<(String, std::sync::Arc<Vec<u8>>)> = Vec::new();
+            let mut builder = LogsDataBuilder::default();
+            let mut scratch = Vec::new();
+            let (a, b) = events.split_at(cut.min(events.len()));
+            for part in [a, b] {
+                for ev in part {
+                    let key = format!("{}/{:?}", ev.service, ev.container.as_ref().map(|c| c.id.clone()));
+                    let res = match resources.iter().find(|(k, _)| *k == key) {
+                        Some((_, r)) => r.clone(),
+                        None => {
+                            let r = std::sync::Arc::new(encode_resource(ev));
+                            resources.push((key, r.clone()));
+                            r
+                        }
+                    };
+                    let mut run = Vec::new();
+                    put_log_record_field(&mut run, &mut scratch, ev);
+                    builder.add(&res, &run);
+                }
+            }
+            prop_assert_eq!(builder.finish(), encode_logs(events.clone()));
+        }
+
         #[test]
         fn identical_to_prost_and_decodes_back(events in prop::collection::vec(arb_event(), 0..20)) {
             let direct = encode_logs(events.clone());

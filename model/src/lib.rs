@@ -3,13 +3,14 @@
 //! Module map:
 //! - [`event`]: the log event envelope ([`LogEvent`], [`Container`], [`Level`], [`EventId`]).
 //! - [`otlp`]: the OTLP `LogsData` mapping of a batch of events, and decoding;
-//!   `encode` writes the same bytes directly (the collector's hot path).
+//! - [`encode`]: the same bytes written directly, and assembled from pre-encoded records
+//!   (the collector's hot path).
 //! - [`kafka`]: topic names, message headers and the Java-compatible murmur2 partitioner.
 //!
 //! The encoding is the one the OpenTelemetry Collector's Kafka exporter and receiver speak
 //! (`otlp_proto`), so other tools can read Sightline's topics; see `docs/wire-format.md`.
 
-mod encode;
+pub mod encode;
 pub mod event;
 pub mod kafka;
 pub mod otlp;

@@ -10,7 +10,8 @@
 
 use std::fmt;
 
-use regex::{Regex, RegexSet};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex::Regex;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use crate::config::{ConfigError, CorrelationConfig};
@@ -42,19 +43,30 @@ impl Extracted {
 
 /// Compiled extraction rules (built once from [`CorrelationConfig`]).
 ///
-/// Text lines are scanned once by a [`RegexSet`] of every ID pattern; only the patterns that
-/// matched are run again for their captures.
+/// Text lines are scanned once for the literals the built-in patterns need (ASCII
+/// case-insensitive, SIMD-accelerated): only the patterns whose literal occurs are run.
+/// Configured patterns always run (the regex engine has its own literal prefilter).
 pub struct Extractor {
     custom: Vec<Regex>,
     builtin: Vec<Regex>,
     traceparent: Regex,
     xray: Regex,
     hop: Regex,
-    /// `custom…, builtin…, traceparent, xray, hop`, in that order.
-    set: RegexSet,
+    /// [`NEEDLES`], matched ASCII case-insensitively.
+    prefilter: AhoCorasick,
     level: Regex,
     json_keys: Vec<String>,
 }
+
+/// Literals without which a built-in pattern cannot match: `correlation` (the first two
+/// built-in ID patterns), `request` (the third), `root=1-` (X-Ray), `hop`, and `00-`
+/// (W3C `traceparent`, version 00).
+const NEEDLES: [&str; 5] = ["correlation", "request", "root=1-", "hop", "00-"];
+const N_CORRELATION: usize = 0;
+const N_REQUEST: usize = 1;
+const N_XRAY: usize = 2;
+const N_HOP: usize = 3;
+const N_TRACEPARENT: usize = 4;
 
 fn is_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
@@ -119,24 +131,18 @@ impl Extractor {
         let xray = Regex::new(r"Root=1-([0-9a-fA-F]{8})-([0-9a-fA-F]{24})").expect("xray");
         let hop =
             Regex::new(r#"(?i)(?-u:\b)hop["']?\s*[=:]\s*["']?(\d{1,9})(?-u:\b)"#).expect("hop");
-        let set = RegexSet::new(
-            custom
-                .iter()
-                .chain(&builtin)
-                .chain([&traceparent, &xray, &hop])
-                .map(Regex::as_str),
-        )
-        .map_err(|e| ConfigError::Invalid {
-            field: "correlation.patterns".into(),
-            message: e.to_string(),
-        })?;
+        let prefilter = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .build(NEEDLES)
+            .expect("fixed needles");
         Ok(Extractor {
             custom,
             builtin,
             traceparent,
             xray,
             hop,
-            set,
+            prefilter,
             level: Regex::new(
                 r#"(?i:(?-u:\b)(?:level|lvl|severity)["']?\s*[=:]\s*["']?(\w+))|(?-u:\b)(TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|FATAL|CRITICAL|PANIC)(?-u:\b)"#,
             )
@@ -170,15 +176,7 @@ impl Extractor {
     }
 
     fn extract_text_ids(&self, line: &str, out: &mut Extracted) {
-        let hits = self.set.matches(line);
-        if !hits.matched_any() {
-            return;
-        }
-        let n = self.custom.len() + self.builtin.len();
-        for (i, re) in self.custom.iter().enumerate() {
-            if !hits.matched(i) {
-                continue;
-            }
+        for re in &self.custom {
             if re.captures_len() > 1 {
                 for caps in re.captures_iter(line) {
                     if let Some(id) = capture_id(&caps) {
@@ -191,16 +189,23 @@ impl Extractor {
                 }
             }
         }
-        // Built-in patterns are alternatives (`x-correlation-id=` also matches
-        // `correlation-id=`): the first one that matched wins. Their shape is
-        // `key ["'] [=:] ["'] value`, so the value is cut out of the match without captures.
-        let first = (self.custom.len()..n).find(|&i| hits.matched(i));
-        if let Some(i) = first {
-            if let Some(m) = self.builtin[i - self.custom.len()].find(line) {
-                out.add_id(value_after_separator(m.as_str()));
-            }
+        let mut seen = [false; NEEDLES.len()];
+        for m in self.prefilter.find_overlapping_iter(line) {
+            seen[m.pattern().as_usize()] = true;
         }
-        if out.trace_id.is_none() && hits.matched(n) {
+        // Built-in patterns are alternatives (`x-correlation-id=` also matches
+        // `correlation-id=`): the first one that matches wins. Their shape is
+        // `key ["'] [=:] ["'] value`, so the value is cut out of the match without captures.
+        let candidates: &[Regex] = match (seen[N_CORRELATION], seen[N_REQUEST]) {
+            (true, true) => &self.builtin,
+            (true, false) => &self.builtin[..self.builtin.len().min(2)],
+            (false, true) => &self.builtin[self.builtin.len().min(2)..],
+            (false, false) => &[],
+        };
+        if let Some(m) = candidates.iter().find_map(|re| re.find(line)) {
+            out.add_id(value_after_separator(m.as_str()));
+        }
+        if out.trace_id.is_none() && seen[N_TRACEPARENT] {
             if let Some(c) = self.traceparent.captures(line) {
                 let (t, s) = (&c[1], &c[2]);
                 if !t.bytes().all(|b| b == b'0') {
@@ -209,13 +214,13 @@ impl Extractor {
                 }
             }
         }
-        if out.trace_id.is_none() && hits.matched(n + 1) {
+        if out.trace_id.is_none() && seen[N_XRAY] {
             if let Some(c) = self.xray.captures(line) {
                 out.add_id(&c[0]["Root=".len()..]);
                 out.trace_id = Some(format!("{}{}", &c[1], &c[2]).to_ascii_lowercase());
             }
         }
-        if out.hop.is_none() && hits.matched(n + 2) {
+        if out.hop.is_none() && seen[N_HOP] {
             if let Some(c) = self.hop.captures(line) {
                 out.hop = c[1].parse().ok();
             }

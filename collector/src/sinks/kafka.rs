@@ -1,8 +1,9 @@
 //! The Kafka sink: batching, producing and acknowledgement-driven checkpoints.
 //!
-//! Events are grouped per partition (`partition_for_key(event.partition_key())`, so all
-//! events of one correlation ID share a partition and keep their order) into OTLP
-//! `LogsData` messages of at most `batch.max_bytes`. Everything gathered within `linger_ms`
+//! Sources hand over events already encoded per partition (`partition_for_key` of each
+//! event's partitioning key, so all events of one correlation ID share a partition and keep
+//! their order); the sink concatenates them into OTLP `LogsData` messages of at most
+//! `batch.max_bytes`. Everything gathered within `linger_ms`
 //! forms a *generation*. The producer is idempotent with `acks=all`; a message that still
 //! fails is sent again, forever, with backoff (never dropped). Checkpoints of a generation are
 //! applied only after every message of it, and of every earlier generation, is acknowledged;
@@ -18,10 +19,9 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use sightline_model::kafka::{
-    partition_for_key, CONTENT_TYPE_HEADER, CONTENT_TYPE_OTLP_LOGS, SCHEMA_HEADER,
-};
-use sightline_model::{encode_logs, LogEvent, SCHEMA_VERSION};
+use sightline_model::encode::LogsDataBuilder;
+use sightline_model::kafka::{CONTENT_TYPE_HEADER, CONTENT_TYPE_OTLP_LOGS, SCHEMA_HEADER};
+use sightline_model::SCHEMA_VERSION;
 use tokio::sync::{mpsc, watch};
 
 use crate::checkpoint::{CheckpointStore, FileCheckpoint};
@@ -144,10 +144,25 @@ struct Generation {
     checkpoints: Vec<(Arc<str>, Option<FileCheckpoint>, bool)>,
 }
 
+/// A partition's batch being filled.
 #[derive(Default)]
 struct Open {
-    events: Vec<LogEvent>,
-    bytes: usize,
+    builder: LogsDataBuilder,
+    events: u64,
+    /// `None`: empty; `Some(None)`: events with different keys; `Some(Some(k))`: all `k`.
+    key: Option<Option<String>>,
+}
+
+impl Open {
+    fn seal(&mut self, partition: i32) -> Batch {
+        let o = std::mem::take(self);
+        Batch {
+            partition,
+            key: o.key.flatten(),
+            payload: o.builder.finish(),
+            events: o.events,
+        }
+    }
 }
 
 /// The running sink.
@@ -166,21 +181,6 @@ pub struct KafkaSink {
     pub stats: Arc<Stats>,
 }
 
-/// Upper estimate of an event's encoded size, bytes.
-fn approx_size(ev: &LogEvent) -> usize {
-    ev.message.len()
-        + 200
-        + ev.correlation_ids
-            .iter()
-            .map(|c| c.len() + 8)
-            .sum::<usize>()
-        + ev.attributes
-            .iter()
-            .map(|(k, v)| k.len() + v.len() + 8)
-            .sum::<usize>()
-        + ev.parse_error.as_ref().map_or(0, |e| e.len() + 32)
-}
-
 impl KafkaSink {
     /// Consumes chunks until the channel closes (all sources stopped), then flushes, waits
     /// for every acknowledgement and writes the final checkpoint.
@@ -193,7 +193,7 @@ impl KafkaSink {
         let this = Arc::new(self);
         let acker = tokio::spawn(this.clone().ack_loop(gen_rx, checkpoints));
         let mut open: HashMap<i32, Open> = HashMap::new();
-        let mut sealed: Vec<(i32, Vec<LogEvent>)> = Vec::new();
+        let mut sealed: Vec<Batch> = Vec::new();
         let mut cps: Vec<(Arc<str>, Option<FileCheckpoint>, bool)> = Vec::new();
         let mut tick = tokio::time::interval(Duration::from_millis(this.batch.linger_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -201,18 +201,21 @@ impl KafkaSink {
             tokio::select! {
                 chunk = rx.recv() => {
                     let Some(chunk) = chunk else { break };
-                    for ev in chunk.events {
-                        let p = partition_for_key(ev.partition_key().as_bytes(), this.partitions);
-                        let o = open.entry(p).or_default();
-                        let size = approx_size(&ev);
-                        // Seal before the batch would pass max_bytes (one event never does:
-                        // lines are capped at docker.max_line_bytes < batch.max_bytes).
-                        if !o.events.is_empty() && o.bytes + size > this.batch.max_bytes {
-                            sealed.push((p, std::mem::take(&mut o.events)));
-                            o.bytes = 0;
+                    for part in chunk.parts {
+                        let o = open.entry(part.partition).or_default();
+                        // Seal before the message would pass max_bytes.
+                        if !o.builder.is_empty()
+                            && o.builder.len() + part.records.len() > this.batch.max_bytes
+                        {
+                            sealed.push(o.seal(part.partition));
                         }
-                        o.bytes += size;
-                        o.events.push(ev);
+                        o.builder.add(&chunk.resource, &part.records);
+                        o.events += part.count;
+                        o.key = Some(match o.key.take() {
+                            None => part.key,
+                            Some(k) if k == part.key => k,
+                            Some(_) => None,
+                        });
                     }
                     cps.push((chunk.key, chunk.checkpoint, chunk.done));
                     if !sealed.is_empty() {
@@ -236,30 +239,17 @@ impl KafkaSink {
     async fn flush(
         &self,
         open: &mut HashMap<i32, Open>,
-        sealed: &mut Vec<(i32, Vec<LogEvent>)>,
+        sealed: &mut Vec<Batch>,
         cps: &mut Vec<(Arc<str>, Option<FileCheckpoint>, bool)>,
         gen_tx: &mpsc::Sender<Generation>,
     ) {
         for (p, o) in open.iter_mut() {
-            if !o.events.is_empty() {
-                sealed.push((*p, std::mem::take(&mut o.events)));
-                o.bytes = 0;
+            if !o.builder.is_empty() {
+                sealed.push(o.seal(*p));
             }
         }
         let mut batches = Vec::with_capacity(sealed.len());
-        for (partition, events) in sealed.drain(..) {
-            let key = events
-                .first()
-                .map(|e| e.partition_key())
-                .filter(|k| events.iter().all(|e| e.partition_key() == *k))
-                .map(str::to_string);
-            let count = events.len() as u64;
-            let batch = Batch {
-                partition,
-                key,
-                payload: encode_logs(events),
-                events: count,
-            };
+        for batch in sealed.drain(..) {
             let fut = self.send(&batch).await;
             batches.push((batch, fut));
         }

@@ -33,6 +33,10 @@ pub struct DockerJsonSource {
     pub extractor: Arc<Extractor>,
     /// Counters.
     pub stats: Arc<Stats>,
+    /// Partitions of the Kafka topic.
+    pub partitions: i32,
+    /// Largest encoded part, bytes (`batch.max_bytes`).
+    pub max_part_bytes: usize,
 }
 
 impl DockerJsonSource {
@@ -95,7 +99,8 @@ impl DockerJsonSource {
                     checkpoints.remove(&id);
                     let chunk = Chunk {
                         key: Arc::from(id.as_str()),
-                        events: Vec::new(),
+                        resource: Arc::default(),
+                        parts: Vec::new(),
                         checkpoint: None,
                         done: true,
                     };
@@ -165,6 +170,8 @@ impl DockerJsonSource {
             extractor: self.extractor.clone(),
             cfg: self.cfg.clone(),
             stats: self.stats.clone(),
+            partitions: self.partitions,
+            max_part_bytes: self.max_part_bytes,
         };
         let stop = Arc::new(AtomicU8::new(RUN));
         let tailer = Tailer::new(ctx, tx, stop.clone());

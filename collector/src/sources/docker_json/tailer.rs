@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use sightline_model::encode::{encode_resource, put_log_record_field};
+use sightline_model::kafka::partition_for_key;
 use sightline_model::{Container, EventId, LogEvent, SourceKind, SourcePosition};
 use tokio::sync::mpsc;
 
@@ -27,7 +29,7 @@ use crate::config::DockerConfig;
 use crate::parse::app::Extractor;
 use crate::parse::docker_json::{Reassembler, Record};
 use crate::parse::timestamp::now_ns;
-use crate::sources::Chunk;
+use crate::sources::{Chunk, Part};
 use crate::stats::Stats;
 
 /// Keep running.
@@ -56,6 +58,10 @@ pub struct TailerContext {
     pub cfg: DockerConfig,
     /// Counters.
     pub stats: Arc<Stats>,
+    /// Partitions of the Kafka topic (events are encoded per partition here).
+    pub partitions: i32,
+    /// Largest encoded part, bytes (`batch.max_bytes`).
+    pub max_part_bytes: usize,
 }
 
 struct OpenFile {
@@ -169,6 +175,7 @@ pub struct Tailer {
     tx: mpsc::Sender<Chunk>,
     stop: Arc<AtomicU8>,
     key: Arc<str>,
+    resource: Arc<Vec<u8>>,
 }
 
 enum Step {
@@ -180,7 +187,20 @@ impl Tailer {
     /// `stop` is read between reads: [`RUN`], [`SHUTDOWN`] or [`REMOVED`].
     pub fn new(ctx: TailerContext, tx: mpsc::Sender<Chunk>, stop: Arc<AtomicU8>) -> Self {
         let key: Arc<str> = Arc::from(ctx.container.id.as_str());
-        Tailer { ctx, tx, stop, key }
+        let resource = Arc::new(encode_resource(&LogEvent {
+            host: ctx.host.clone(),
+            source_kind: SourceKind::DockerJsonFile,
+            container: Some(ctx.container.clone()),
+            service: ctx.service.clone(),
+            ..Default::default()
+        }));
+        Tailer {
+            ctx,
+            tx,
+            stop,
+            key,
+            resource,
+        }
     }
 
     /// Runs on the calling thread until shutdown or until the container's files are done.
@@ -433,17 +453,44 @@ impl Tailer {
         f.reassembler.flush_stale(Duration::ZERO, out);
     }
 
-    /// Builds events and sends them with the checkpoint. Returns false when the sink is gone.
+    /// Builds events, encodes them per partition, and sends them with the checkpoint.
+    /// Returns false when the sink is gone.
     fn emit(&self, f: &OpenFile, records: Vec<Record>, done: bool) -> bool {
         let Some(fp) = f.fingerprint else {
             // Nothing is read before the fingerprint is known, so there is nothing to send.
             return true;
         };
         let observed = now_ns();
-        let events: Vec<LogEvent> = records
-            .into_iter()
-            .map(|r| self.event(f, r, observed))
-            .collect();
+        let partitions = self.ctx.partitions.max(1);
+        let mut open: Vec<usize> = vec![usize::MAX; partitions as usize];
+        let mut parts: Vec<Part> = Vec::new();
+        let mut scratch = Vec::with_capacity(1024);
+        for r in records {
+            let ev = self.event(f, r, observed);
+            let key = ev.partition_key();
+            let p = partition_for_key(key.as_bytes(), partitions);
+            let slot = &mut open[p as usize];
+            // A part stays under max_part_bytes (the message text plus 1 KiB bounds a record).
+            let room = self
+                .ctx
+                .max_part_bytes
+                .saturating_sub(ev.message.len() + 1024);
+            if *slot == usize::MAX || parts[*slot].records.len() > room {
+                *slot = parts.len();
+                parts.push(Part {
+                    partition: p,
+                    records: Vec::with_capacity(16 * 1024),
+                    count: 0,
+                    key: Some(key.to_string()),
+                });
+            }
+            let part = &mut parts[*slot];
+            if part.key.as_deref().is_some_and(|k| k != key) {
+                part.key = None;
+            }
+            part.count += 1;
+            put_log_record_field(&mut part.records, &mut scratch, &ev);
+        }
         let safe = f
             .reassembler
             .oldest_pending_offset()
@@ -453,14 +500,17 @@ impl Tailer {
             fingerprint: format!("{fp:016x}"),
             offset: safe,
         };
-        self.send(events, Some(checkpoint), done)
+        self.send(parts, Some(checkpoint), done)
     }
 
-    fn send(&self, events: Vec<LogEvent>, checkpoint: Option<FileCheckpoint>, done: bool) -> bool {
-        self.ctx.stats.add_events_read(events.len() as u64);
+    fn send(&self, parts: Vec<Part>, checkpoint: Option<FileCheckpoint>, done: bool) -> bool {
+        self.ctx
+            .stats
+            .add_events_read(parts.iter().map(|p| p.count).sum());
         let chunk = Chunk {
             key: self.key.clone(),
-            events,
+            resource: self.resource.clone(),
+            parts,
             checkpoint,
             done,
         };
