@@ -41,32 +41,51 @@ impl Extracted {
     }
 }
 
-/// Compiled extraction rules (built once from [`CorrelationConfig`]).
+/// Compiled extraction rules (built once from [`CorrelationConfig`]). Clone it per thread:
+/// each clone has its own regex caches.
 ///
 /// Text lines are scanned once for the literals the built-in patterns need (ASCII
 /// case-insensitive, SIMD-accelerated): only the patterns whose literal occurs are run.
 /// Configured patterns always run (the regex engine has its own literal prefilter).
+#[derive(Clone)]
 pub struct Extractor {
     custom: Vec<Regex>,
     builtin: Vec<Regex>,
     traceparent: Regex,
     xray: Regex,
     hop: Regex,
-    /// [`NEEDLES`], matched ASCII case-insensitively.
+    /// [`NEEDLES`].
     prefilter: AhoCorasick,
     level: Regex,
     json_keys: Vec<String>,
 }
 
-/// Literals without which a built-in pattern cannot match: `correlation` (the first two
-/// built-in ID patterns), `request` (the third), `root=1-` (X-Ray), `hop`, and `00-`
-/// (W3C `traceparent`, version 00).
-const NEEDLES: [&str; 5] = ["correlation", "request", "root=1-", "hop", "00-"];
+/// Literals without which a built-in pattern cannot match, in the spellings logs use
+/// (lower case, Capitalized, UPPER): `correlation` (the first two built-in ID patterns),
+/// `request` (the third), `Root=1-` (X-Ray), `hop`, and `00-` (W3C `traceparent`, version
+/// 00). Case-sensitive needles keep the SIMD (Teddy) search; a key in odd mixed case such as
+/// `cOrReLaTiOn_id=` is not recognised by the built-in patterns (configured ones still run).
+const NEEDLES: [(&str, usize); 13] = [
+    ("correlation", N_CORRELATION),
+    ("Correlation", N_CORRELATION),
+    ("CORRELATION", N_CORRELATION),
+    ("request", N_REQUEST),
+    ("Request", N_REQUEST),
+    ("REQUEST", N_REQUEST),
+    ("Root=1-", N_XRAY),
+    ("root=1-", N_XRAY),
+    ("ROOT=1-", N_XRAY),
+    ("hop", N_HOP),
+    ("Hop", N_HOP),
+    ("HOP", N_HOP),
+    ("00-", N_TRACEPARENT),
+];
 const N_CORRELATION: usize = 0;
 const N_REQUEST: usize = 1;
 const N_XRAY: usize = 2;
 const N_HOP: usize = 3;
 const N_TRACEPARENT: usize = 4;
+const N_KINDS: usize = 5;
 
 fn is_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
@@ -132,9 +151,8 @@ impl Extractor {
         let hop =
             Regex::new(r#"(?i)(?-u:\b)hop["']?\s*[=:]\s*["']?(\d{1,9})(?-u:\b)"#).expect("hop");
         let prefilter = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .build(NEEDLES)
+            .match_kind(MatchKind::LeftmostFirst)
+            .build(NEEDLES.iter().map(|(n, _)| n))
             .expect("fixed needles");
         Ok(Extractor {
             custom,
@@ -189,9 +207,11 @@ impl Extractor {
                 }
             }
         }
-        let mut seen = [false; NEEDLES.len()];
-        for m in self.prefilter.find_overlapping_iter(line) {
-            seen[m.pattern().as_usize()] = true;
+        let mut seen = [false; N_KINDS];
+        // Non-overlapping search keeps the SIMD prefilter; the needles cannot overlap in a
+        // way that hides one a pattern needs.
+        for m in self.prefilter.find_iter(line) {
+            seen[NEEDLES[m.pattern().as_usize()].1] = true;
         }
         // Built-in patterns are alternatives (`x-correlation-id=` also matches
         // `correlation-id=`): the first one that matches wins. Their shape is
@@ -292,13 +312,46 @@ struct Scalar(String);
 
 impl<'de> de::Deserialize<'de> for Scalar {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = serde_json::Value::deserialize(d)?;
-        Ok(Scalar(match v {
-            serde_json::Value::String(s) => s,
-            serde_json::Value::Number(n) => n.to_string(),
-            serde_json::Value::Bool(b) => b.to_string(),
-            _ => String::new(),
-        }))
+        d.deserialize_any(ScalarVisitor)
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+        Ok(Scalar(v.to_string()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Scalar, E> {
+        Ok(Scalar(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+        Ok(Scalar(v.to_string()))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+        Ok(Scalar(v.to_string()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+        Ok(Scalar(v.to_string()))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
+        Ok(Scalar(v.to_string()))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Scalar, E> {
+        Ok(Scalar(String::new()))
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Scalar(String::new()))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Scalar(String::new()))
     }
 }
 

@@ -167,7 +167,8 @@ impl DockerJsonSource {
             service,
             host: self.host.clone(),
             log_path,
-            extractor: self.extractor.clone(),
+            // Its own copy: regex caches are then never shared between tailer threads.
+            extractor: Arc::new(Extractor::clone(&self.extractor)),
             cfg: self.cfg.clone(),
             stats: self.stats.clone(),
             partitions: self.partitions,

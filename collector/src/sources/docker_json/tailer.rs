@@ -337,7 +337,7 @@ impl Tailer {
             }
         }
         let n = f.file.read(buf)?;
-        let mut records = Vec::new();
+        let mut records = Vec::with_capacity(n / 128);
         let timeout = Duration::from_millis(self.ctx.cfg.partial_flush_timeout_ms);
         if n > 0 {
             self.ctx.stats.add_bytes_read(n as u64);
@@ -465,6 +465,9 @@ impl Tailer {
         let mut open: Vec<usize> = vec![usize::MAX; partitions as usize];
         let mut parts: Vec<Part> = Vec::new();
         let mut scratch = Vec::with_capacity(1024);
+        // Encoded size is about the text plus ~200 B per record, spread over partitions.
+        let text: usize = records.iter().map(|r| r.text.len() + 200).sum();
+        let part_capacity = (text / partitions as usize + 4096).min(self.ctx.max_part_bytes);
         for r in records {
             let ev = self.event(f, r, observed);
             let key = ev.partition_key();
@@ -479,7 +482,7 @@ impl Tailer {
                 *slot = parts.len();
                 parts.push(Part {
                     partition: p,
-                    records: Vec::with_capacity(16 * 1024),
+                    records: Vec::with_capacity(part_capacity),
                     count: 0,
                     key: Some(key.to_string()),
                 });
@@ -517,6 +520,8 @@ impl Tailer {
         self.tx.blocking_send(chunk).is_ok()
     }
 
+    /// The event of one record, for encoding. Resource-level fields (`host`, `service`) stay
+    /// empty: they travel once per chunk in the encoded resource, not per event.
     fn event(&self, f: &OpenFile, r: Record, observed: u64) -> LogEvent {
         let ex = self.ctx.extractor.extract(&r.text);
         let mut attributes = r.attrs;
@@ -533,14 +538,14 @@ impl Tailer {
             event_id: EventId::derive(f.source_id, r.offset),
             timestamp_ns: r.time_ns.unwrap_or(observed),
             observed_ns: observed,
-            host: self.ctx.host.clone(),
+            host: String::new(),
             source_kind: SourceKind::DockerJsonFile,
             position: SourcePosition {
                 source_id: f.source_id,
                 offset: r.offset,
             },
             container: Some(self.ctx.container.clone()),
-            service: self.ctx.service.clone(),
+            service: String::new(),
             stream: r.stream,
             level: ex.level,
             message: r.text,
