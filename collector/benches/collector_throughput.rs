@@ -19,9 +19,6 @@ use std::time::{Duration, Instant};
 use sightline_collector::config::CollectorConfig;
 use sightline_collector::stats::Stats;
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -97,6 +94,7 @@ fn main() {
     let root = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     let (bytes, lines) = generate(root.path(), containers, mb * 1024 * 1024);
+    let rss_before = peak_rss_mib();
     eprintln!(
         "generated {lines} lines, {:.1} MiB in {containers} containers",
         bytes as f64 / 1048576.0
@@ -153,6 +151,6 @@ fn main() {
         cpu / (bytes as f64 / 1e9),
         bytes as f64 / 1e6 / cpu
     );
-    println!("  peak RSS {:.1} MiB", peak_rss_mib());
+    println!("  peak RSS {:.1} MiB (after generating the logs, before the pipeline: {rss_before:.1} MiB)", peak_rss_mib());
     println!("  stats {:?}", stats.snapshot());
 }

@@ -214,7 +214,7 @@ pub struct BatchConfig {
     /// Flush everything at least this often, ms. Default 100.
     pub linger_ms: u64,
     /// Batch generations unacknowledged by Kafka before reading pauses (backpressure).
-    /// Default 16.
+    /// Default 4.
     pub max_in_flight: usize,
     /// Minimum interval between checkpoint writes, ms. Default 200.
     pub checkpoint_interval_ms: u64,
@@ -225,7 +225,7 @@ impl Default for BatchConfig {
         BatchConfig {
             max_bytes: 512 * 1024,
             linger_ms: 100,
-            max_in_flight: 16,
+            max_in_flight: 4,
             checkpoint_interval_ms: 200,
         }
     }

@@ -8,9 +8,6 @@ use clap::Parser;
 use sightline_collector::config::CollectorConfig;
 use sightline_collector::stats::Stats;
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Tails Docker json-file container logs, extracts correlation IDs, and ships them to Kafka.
 #[derive(Parser, Debug)]
 #[command(

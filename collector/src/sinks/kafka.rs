@@ -48,7 +48,7 @@ pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
         .set("compression.type", &cfg.compression)
         .set("linger.ms", "5")
         .set("message.max.bytes", "4194304")
-        .set("queue.buffering.max.kbytes", "65536")
+        .set("queue.buffering.max.kbytes", "32768")
         .set("message.timeout.ms", "120000");
     for (k, v) in &cfg.client {
         c.set(k, v);

@@ -16,9 +16,6 @@ use sightline_collector::config::CollectorConfig;
 use sightline_collector::stats::Stats;
 use tokio_util::sync::CancellationToken;
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Sightline: every log line of a request, across every service.
 #[derive(Parser, Debug)]
 #[command(name = "sightline", version)]
