@@ -10,8 +10,9 @@
 
 use std::fmt;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::Regex;
+
+use super::text_scan::TextScanner;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use crate::config::{ConfigError, CorrelationConfig};
@@ -44,48 +45,20 @@ impl Extracted {
 /// Compiled extraction rules (built once from [`CorrelationConfig`]). Clone it per thread:
 /// each clone has its own regex caches.
 ///
-/// Text lines are scanned once for the literals the built-in patterns need (ASCII
-/// case-insensitive, SIMD-accelerated): only the patterns whose literal occurs are run.
-/// Configured patterns always run (the regex engine has its own literal prefilter).
+/// Text lines are scanned once by a [`TextScanner`] (built-in keys and levels); the
+/// traceparent, X-Ray and hop regexes run only where their literal occurs. Configured
+/// patterns always run (the regex engine has its own literal prefilter).
 #[derive(Clone)]
 pub struct Extractor {
     custom: Vec<Regex>,
-    builtin: Vec<Regex>,
+    /// Whether the built-in correlation and request ID keys are read.
+    builtin: bool,
     traceparent: Regex,
     xray: Regex,
     hop: Regex,
-    /// [`NEEDLES`].
-    prefilter: AhoCorasick,
-    level: Regex,
+    scanner: TextScanner,
     json_keys: Vec<String>,
 }
-
-/// Literals without which a built-in pattern cannot match, in the spellings logs use
-/// (lower case, Capitalized, UPPER): `correlation` (the first two built-in ID patterns),
-/// `request` (the third), `Root=1-` (X-Ray), `hop`, and `00-` (W3C `traceparent`, version
-/// 00). Case-sensitive needles keep the SIMD (Teddy) search; a key in odd mixed case such as
-/// `cOrReLaTiOn_id=` is not recognised by the built-in patterns (configured ones still run).
-const NEEDLES: [(&str, usize); 13] = [
-    ("correlation", N_CORRELATION),
-    ("Correlation", N_CORRELATION),
-    ("CORRELATION", N_CORRELATION),
-    ("request", N_REQUEST),
-    ("Request", N_REQUEST),
-    ("REQUEST", N_REQUEST),
-    ("Root=1-", N_XRAY),
-    ("root=1-", N_XRAY),
-    ("ROOT=1-", N_XRAY),
-    ("hop", N_HOP),
-    ("Hop", N_HOP),
-    ("HOP", N_HOP),
-    ("00-", N_TRACEPARENT),
-];
-const N_CORRELATION: usize = 0;
-const N_REQUEST: usize = 1;
-const N_XRAY: usize = 2;
-const N_HOP: usize = 3;
-const N_TRACEPARENT: usize = 4;
-const N_KINDS: usize = 5;
 
 fn is_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
@@ -103,12 +76,6 @@ pub fn parse_traceparent(v: &str) -> Option<(String, String)> {
         return None;
     }
     Some((trace, span))
-}
-
-/// In a `key ["'] [=:] ["'] value` match, the value.
-fn value_after_separator(m: &str) -> &str {
-    let at = m.find(['=', ':']).map_or(0, |i| i + 1);
-    m[at..].trim_start_matches(|c: char| c.is_ascii_whitespace() || c == '"' || c == '\'')
 }
 
 fn capture_id<'t>(caps: &regex::Captures<'t>) -> Option<&'t str> {
@@ -132,39 +99,19 @@ impl Extractor {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let builtin: Vec<Regex> = if cfg.default_patterns {
-            [
-                r#"(?i)(?-u:\b)x-correlation-id["']?\s*[=:]\s*["']?(?P<id>[\w.:-]+)"#,
-                r#"(?i)(?-u:\b)correlation[_-]?id["']?\s*[=:]\s*["']?(?P<id>[\w.:-]+)"#,
-                r#"(?i)(?-u:\b)(?:x-)?request[_-]?id["']?\s*[=:]\s*["']?(?P<id>[\w.:-]+)"#,
-            ]
-            .iter()
-            .map(|p| Regex::new(p).expect("built-in pattern"))
-            .collect()
-        } else {
-            Vec::new()
-        };
         let traceparent =
             Regex::new(r"(?-u:\b)[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(?-u:\b)")
                 .expect("traceparent");
         let xray = Regex::new(r"Root=1-([0-9a-fA-F]{8})-([0-9a-fA-F]{24})").expect("xray");
         let hop =
             Regex::new(r#"(?i)(?-u:\b)hop["']?\s*[=:]\s*["']?(\d{1,9})(?-u:\b)"#).expect("hop");
-        let prefilter = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::LeftmostFirst)
-            .build(NEEDLES.iter().map(|(n, _)| n))
-            .expect("fixed needles");
         Ok(Extractor {
             custom,
-            builtin,
+            builtin: cfg.default_patterns,
             traceparent,
             xray,
             hop,
-            prefilter,
-            level: Regex::new(
-                r#"(?i:(?-u:\b)(?:level|lvl|severity)["']?\s*[=:]\s*["']?(\w+))|(?-u:\b)(TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|FATAL|CRITICAL|PANIC)(?-u:\b)"#,
-            )
-            .expect("level"),
+            scanner: TextScanner::default(),
             json_keys: cfg
                 .json_keys
                 .iter()
@@ -179,11 +126,10 @@ impl Extractor {
         let trimmed = line.trim_start();
         if trimmed.starts_with('{') && self.extract_json(trimmed, &mut out) {
             if out.correlation_ids.is_empty() {
-                self.extract_text_ids(line, &mut out);
+                self.extract_text(line, &mut out, false);
             }
         } else {
-            self.extract_text_ids(line, &mut out);
-            self.extract_text_meta(line, &mut out);
+            self.extract_text(line, &mut out, true);
         }
         if out.correlation_ids.is_empty() {
             if let Some(t) = out.trace_id.clone() {
@@ -193,7 +139,9 @@ impl Extractor {
         out
     }
 
-    fn extract_text_ids(&self, line: &str, out: &mut Extracted) {
+    /// Configured patterns, then one scan for the built-in keys; `level` also takes the
+    /// level found in the text (not for JSON lines, whose level comes from their keys).
+    fn extract_text(&self, line: &str, out: &mut Extracted, level: bool) {
         for re in &self.custom {
             if re.captures_len() > 1 {
                 for caps in re.captures_iter(line) {
@@ -207,25 +155,12 @@ impl Extractor {
                 }
             }
         }
-        let mut seen = [false; N_KINDS];
-        // Non-overlapping search keeps the SIMD prefilter; the needles cannot overlap in a
-        // way that hides one a pattern needs.
-        for m in self.prefilter.find_iter(line) {
-            seen[NEEDLES[m.pattern().as_usize()].1] = true;
+        let found = self.scanner.scan(line, self.builtin);
+        // The built-in keys are alternatives: a correlation ID key before a request ID key.
+        if let Some(id) = found.correlation.or(found.request) {
+            out.add_id(id);
         }
-        // Built-in patterns are alternatives (`x-correlation-id=` also matches
-        // `correlation-id=`): the first one that matches wins. Their shape is
-        // `key ["'] [=:] ["'] value`, so the value is cut out of the match without captures.
-        let candidates: &[Regex] = match (seen[N_CORRELATION], seen[N_REQUEST]) {
-            (true, true) => &self.builtin,
-            (true, false) => &self.builtin[..self.builtin.len().min(2)],
-            (false, true) => &self.builtin[self.builtin.len().min(2)..],
-            (false, false) => &[],
-        };
-        if let Some(m) = candidates.iter().find_map(|re| re.find(line)) {
-            out.add_id(value_after_separator(m.as_str()));
-        }
-        if out.trace_id.is_none() && seen[N_TRACEPARENT] {
+        if out.trace_id.is_none() && found.traceparent {
             if let Some(c) = self.traceparent.captures(line) {
                 let (t, s) = (&c[1], &c[2]);
                 if !t.bytes().all(|b| b == b'0') {
@@ -234,33 +169,19 @@ impl Extractor {
                 }
             }
         }
-        if out.trace_id.is_none() && seen[N_XRAY] {
+        if out.trace_id.is_none() && found.xray {
             if let Some(c) = self.xray.captures(line) {
                 out.add_id(&c[0]["Root=".len()..]);
                 out.trace_id = Some(format!("{}{}", &c[1], &c[2]).to_ascii_lowercase());
             }
         }
-        if out.hop.is_none() && seen[N_HOP] {
+        if out.hop.is_none() && found.hop {
             if let Some(c) = self.hop.captures(line) {
                 out.hop = c[1].parse().ok();
             }
         }
-    }
-
-    fn extract_text_meta(&self, line: &str, out: &mut Extracted) {
-        if out.level.is_none() {
-            let mut head = line.len().min(512);
-            while !line.is_char_boundary(head) {
-                head -= 1;
-            }
-            out.level = self.level.find(&line[..head]).and_then(|m| {
-                let text = m.as_str();
-                if text.contains(['=', ':']) {
-                    Level::parse(value_after_separator(text))
-                } else {
-                    Level::parse(text)
-                }
-            });
+        if level && out.level.is_none() {
+            out.level = found.level;
         }
     }
 

@@ -4,4 +4,5 @@
 
 pub mod app;
 pub mod docker_json;
+pub mod text_scan;
 pub mod timestamp;
