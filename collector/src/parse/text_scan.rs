@@ -158,10 +158,10 @@ impl TextScanner {
                 Kind::Xray => f.xray = true,
                 Kind::Hop => f.hop = true,
                 Kind::Traceparent => f.traceparent = true,
-                Kind::LevelKey if s < LEVEL_HEAD && f.level.is_none() => {
-                    if s == 0 || !is_word(b[s - 1]) {
-                        f.level = value_after(line, e, is_word).and_then(Level::parse);
-                    }
+                Kind::LevelKey
+                    if s < LEVEL_HEAD && f.level.is_none() && (s == 0 || !is_word(b[s - 1])) =>
+                {
+                    f.level = value_after(line, e, is_word).and_then(Level::parse);
                 }
                 Kind::LevelWord(l) if s < LEVEL_HEAD && f.level.is_none() => {
                     let before = s == 0 || !is_word(b[s - 1]);
