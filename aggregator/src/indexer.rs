@@ -17,9 +17,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sightline_model::{decode_logs, EventId, LogEvent, SourceKind, SourcePosition};
+use sightline_query::schema::{event_id_bucket, field};
 use sightline_query::IndexSchema;
-use tantivy::schema::Term;
-use tantivy::{Index, IndexReader, IndexWriter};
+use tantivy::schema::{IndexRecordOption, Term};
+use tantivy::{DocSet, Index, IndexReader, IndexWriter, TERMINATED};
 
 use crate::checkpoint::{Checkpoint, CheckpointError, TopicPartition, Watermark};
 use crate::metrics::IndexerMetrics;
@@ -193,12 +194,34 @@ impl Indexer {
         self.add(ev)
     }
 
+    /// Whether `id` is in the committed index or added since: the postings of its 16-bit
+    /// bucket term, compared against the `event_id_hi`/`event_id_lo` fast columns.
     fn is_indexed(&self, id: EventId) -> Result<bool, IndexerError> {
         if self.pending_ids.contains(&id) {
             return Ok(true);
         }
-        let term = Term::from_field_text(self.schema.event_id, &id.to_string());
-        Ok(self.reader.searcher().doc_freq(&term)? > 0)
+        let term = Term::from_field_u64(self.schema.event_id_bucket, event_id_bucket(id.0));
+        let (hi, lo) = ((id.0 >> 64) as u64, id.0 as u64);
+        let searcher = self.reader.searcher();
+        for segment in searcher.segment_readers() {
+            let Some(mut postings) = segment
+                .inverted_index(self.schema.event_id_bucket)?
+                .read_postings(&term, IndexRecordOption::Basic)
+                .map_err(tantivy::TantivyError::from)?
+            else {
+                continue;
+            };
+            let fast = segment.fast_fields();
+            let (hi_col, lo_col) = (fast.u64(field::EVENT_ID_HI)?, fast.u64(field::EVENT_ID_LO)?);
+            let mut doc = postings.doc();
+            while doc != TERMINATED {
+                if lo_col.first(doc) == Some(lo) && hi_col.first(doc) == Some(hi) {
+                    return Ok(true);
+                }
+                doc = postings.advance();
+            }
+        }
+        Ok(false)
     }
 
     fn add(&mut self, ev: LogEvent) -> Result<(), IndexerError> {

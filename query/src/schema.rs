@@ -5,7 +5,9 @@
 //!
 //! | field            | type / options                        | notes                                   |
 //! |------------------|---------------------------------------|-----------------------------------------|
-//! | `event_id`       | raw string, stored                    | 32 lowercase hex digits                 |
+//! | `event_id`       | stored only                           | 32 lowercase hex digits                 |
+//! | `event_id_bucket`| u64, indexed                          | top 16 bits of the ID (replay lookup)   |
+//! | `event_id_hi/lo` | u64, fast                             | the ID's two halves (replay lookup)     |
 //! | `correlation_id` | raw string, stored, multi-valued      | one value per correlation ID, in order  |
 //! | `trace_id`       | raw string, stored                    | 32 hex, absent when none                |
 //! | `span_id`        | stored only                           | 16 hex, absent when none                |
@@ -49,7 +51,12 @@ use tantivy::{Index, TantivyDocument};
 
 /// Version of the index layout described in this module. Bump it whenever a field is added,
 /// removed or changes options; an index written with another version is refused on open.
-pub const INDEX_SCHEMA_VERSION: u32 = 1;
+pub const INDEX_SCHEMA_VERSION: u32 = 2;
+
+/// The lookup bucket of an event ID: its top 16 bits.
+pub fn event_id_bucket(id: u128) -> u64 {
+    (id >> 112) as u64
+}
 
 /// Name of the version file kept next to tantivy's `meta.json` in the index directory.
 pub const VERSION_FILE: &str = "sightline-index.json";
@@ -60,6 +67,12 @@ const FORMAT_NAME: &str = "sightline-index";
 pub mod field {
     /// Event ID (32 hex digits).
     pub const EVENT_ID: &str = "event_id";
+    /// Top 16 bits of the event ID (lookup bucket).
+    pub const EVENT_ID_BUCKET: &str = "event_id_bucket";
+    /// High 64 bits of the event ID.
+    pub const EVENT_ID_HI: &str = "event_id_hi";
+    /// Low 64 bits of the event ID.
+    pub const EVENT_ID_LO: &str = "event_id_lo";
     /// Correlation IDs (multi-valued).
     pub const CORRELATION_ID: &str = "correlation_id";
     /// W3C trace ID.
@@ -153,6 +166,12 @@ pub struct IndexSchema {
     pub schema: Schema,
     /// `event_id`.
     pub event_id: Field,
+    /// `event_id_bucket` (u64, indexed): top 16 bits of the ID.
+    pub event_id_bucket: Field,
+    /// `event_id_hi` (u64, fast).
+    pub event_id_hi: Field,
+    /// `event_id_lo` (u64, fast).
+    pub event_id_lo: Field,
     /// `correlation_id` (multi-valued).
     pub correlation_id: Field,
     /// `trace_id`.
@@ -198,7 +217,16 @@ impl IndexSchema {
     pub fn new() -> Self {
         let mut b = Schema::builder();
         let raw = STRING | STORED;
-        let event_id = b.add_text_field(field::EVENT_ID, raw.clone());
+        // The ID is shown, and looked up only to drop replays: a unique term per document
+        // would dominate the term dictionary (a third of indexing CPU, BENCHMARKS.md), so it
+        // is found through a 16-bit bucket term and compared in two fast columns.
+        let event_id = b.add_text_field(field::EVENT_ID, STORED);
+        let event_id_bucket = b.add_u64_field(
+            field::EVENT_ID_BUCKET,
+            NumericOptions::default().set_indexed(),
+        );
+        let event_id_hi = b.add_u64_field(field::EVENT_ID_HI, NumericOptions::default().set_fast());
+        let event_id_lo = b.add_u64_field(field::EVENT_ID_LO, NumericOptions::default().set_fast());
         let correlation_id = b.add_text_field(field::CORRELATION_ID, raw.clone());
         let trace_id = b.add_text_field(field::TRACE_ID, raw.clone());
         // Shown, not searched: stored only (each indexed field costs every document).
@@ -229,6 +257,9 @@ impl IndexSchema {
         IndexSchema {
             schema: b.build(),
             event_id,
+            event_id_bucket,
+            event_id_hi,
+            event_id_lo,
             correlation_id,
             trace_id,
             span_id,
@@ -253,6 +284,10 @@ impl IndexSchema {
     pub fn to_document(&self, ev: &LogEvent) -> TantivyDocument {
         let mut doc = TantivyDocument::default();
         doc.add_text(self.event_id, ev.event_id.to_string());
+        let id = ev.event_id.0;
+        doc.add_u64(self.event_id_bucket, event_id_bucket(id));
+        doc.add_u64(self.event_id_hi, (id >> 64) as u64);
+        doc.add_u64(self.event_id_lo, id as u64);
         for c in &ev.correlation_ids {
             if !c.is_empty() {
                 doc.add_text(self.correlation_id, c);
