@@ -26,8 +26,9 @@ use serde::{Deserialize, Serialize};
 /// Version of the payload format written by this build.
 pub const CHECKPOINT_VERSION: u32 = 1;
 
-/// Watermarks of sources not seen for this long (24 h, in seconds) are pruned at commit.
-pub const WATERMARK_RETENTION_S: u64 = 24 * 3600;
+/// Watermarks of sources not seen for this long (7 days, in seconds) are pruned at commit: a
+/// collector down for longer re-sends events that are then indexed again.
+pub const WATERMARK_RETENTION_S: u64 = 7 * 24 * 3600;
 
 /// A Kafka topic partition.
 pub type TopicPartition = (String, i32);

@@ -28,8 +28,9 @@ pub const MIN_COMMIT_INTERVAL_MS: u64 = 10;
 pub const MAX_COMMIT_INTERVAL_MS: u64 = 600_000;
 /// Smallest accepted `writer_memory_bytes` (tantivy's per-thread minimum, 15 MB).
 pub const MIN_WRITER_MEMORY_BYTES: u64 = 15_000_000;
-/// Largest accepted `writer_memory_bytes` (8 GB: two writer threads of < 4 GiB each).
-pub const MAX_WRITER_MEMORY_BYTES: u64 = 8_000_000_000;
+/// Largest accepted `writer_memory_bytes` (tantivy's per-thread maximum, just under 4 GiB;
+/// the aggregator indexes on one thread).
+pub const MAX_WRITER_MEMORY_BYTES: u64 = 4_000_000_000;
 /// Largest accepted `max_correlation_events`.
 pub const MAX_CORRELATION_EVENTS_LIMIT: usize = 1_000_000;
 
@@ -40,6 +41,8 @@ pub const RESERVED_KAFKA_SETTINGS: &[&str] = &[
     "group.id",
     "enable.auto.commit",
     "enable.auto.offset.store",
+    "auto.offset.reset",
+    "enable.partition.eof",
 ];
 
 /// Why a configuration is unusable.

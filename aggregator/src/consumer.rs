@@ -96,24 +96,28 @@ impl ConsumerContext for SourceContext {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .clone();
-                let wanted: Vec<(String, i32, i64)> = tpl
+                // The index's checkpoint is the source of truth: a partition it has no
+                // offset for starts at the beginning (not at the group's committed offset,
+                // which may belong to an older index).
+                let all: Vec<(String, i32, Option<i64>)> = tpl
                     .elements()
                     .iter()
-                    .filter_map(|e| {
+                    .map(|e| {
                         let key = (e.topic().to_string(), e.partition());
-                        starts.get(&key).map(|&o| (key.0, key.1, o))
+                        let start = starts.get(&key).copied();
+                        (key.0, key.1, start)
                     })
                     .collect();
-                for (topic, partition, offset) in &wanted {
-                    if let Err(e) =
-                        tpl.set_partition_offset(topic, *partition, Offset::Offset(*offset))
-                    {
+                let wanted = all.iter().filter(|(_, _, o)| o.is_some()).count();
+                for (topic, partition, offset) in &all {
+                    let offset = offset.map_or(Offset::Beginning, Offset::Offset);
+                    if let Err(e) = tpl.set_partition_offset(topic, *partition, offset) {
                         tracing::warn!(topic, partition, error = %e, "cannot set start offset");
                     }
                 }
                 tracing::info!(
                     partitions = tpl.count(),
-                    from_checkpoint = wanted.len(),
+                    from_checkpoint = wanted,
                     "partitions assigned"
                 );
                 if cooperative {
@@ -132,7 +136,11 @@ impl ConsumerContext for SourceContext {
             }
             other => {
                 tracing::error!(error = ?other, "rebalance error");
-                consumer.unassign()
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
             }
         };
         if let Err(e) = result {

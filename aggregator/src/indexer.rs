@@ -262,7 +262,7 @@ impl Indexer {
         let now = now_unix();
         let pruned = self.checkpoint.prune(now.as_secs());
         if pruned > 0 {
-            tracing::debug!(pruned, "dropped watermarks of sources unseen for 24 h");
+            tracing::debug!(pruned, "dropped watermarks of sources unseen for 7 days");
         }
         let payload = self.checkpoint.to_payload();
         let mut prepared = self.writer.prepare_commit()?;

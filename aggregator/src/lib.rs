@@ -198,16 +198,24 @@ impl Aggregator {
     ) -> Result<(), AggregatorError> {
         let stop = shutdown.child_token();
         let api_stop = stop.clone();
-        let server = tokio::spawn(sightline_query::serve(
+        let mut server = tokio::spawn(sightline_query::serve(
             listener,
             self.app_state(),
             async move { api_stop.cancelled().await },
         ));
-        let indexed = self.run(stop.clone()).await;
-        stop.cancel();
-        let served = server
-            .await
-            .map_err(|e| AggregatorError::Task(e.to_string()))?;
+        let mut indexer = tokio::spawn(self.run(stop.clone()));
+        let task = |e: tokio::task::JoinError| AggregatorError::Task(e.to_string());
+        // Whichever ends first (error or shutdown) stops the other.
+        let (indexed, served) = tokio::select! {
+            i = &mut indexer => {
+                stop.cancel();
+                (i.map_err(task)?, server.await.map_err(task)?)
+            }
+            s = &mut server => {
+                stop.cancel();
+                (indexer.await.map_err(task)?, s.map_err(task)?)
+            }
+        };
         indexed?;
         served?;
         Ok(())

@@ -217,6 +217,40 @@ impl SearchRequest {
     }
 }
 
+/// Longest accepted `q`, bytes.
+pub const MAX_QUERY_BYTES: usize = 2048;
+/// Deepest accepted nesting of parentheses in `q`.
+pub const MAX_QUERY_NESTING: usize = 8;
+
+/// Rejects queries that would make the parser work too hard: tantivy 0.25's query grammar
+/// parses each level of parentheses twice (time doubles per level, tantivy issue #2498) and
+/// recurses once per `NOT`, so length and nesting are capped.
+fn check_query_shape(q: &str) -> Result<(), QueryError> {
+    if q.len() > MAX_QUERY_BYTES {
+        return Err(QueryError::InvalidQuery(format!(
+            "query is longer than {MAX_QUERY_BYTES} bytes"
+        )));
+    }
+    let (mut depth, mut max, mut quoted) = (0usize, 0usize, false);
+    for c in q.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            '(' if !quoted => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            ')' if !quoted => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if max > MAX_QUERY_NESTING {
+        return Err(QueryError::InvalidQuery(format!(
+            "parentheses nested deeper than {MAX_QUERY_NESTING}"
+        )));
+    }
+    Ok(())
+}
+
 /// Parses a level name (case-insensitive, usual spellings). Error names parameter `level`.
 pub fn parse_level(s: &str) -> Result<Level, QueryError> {
     Level::parse(s).ok_or_else(|| QueryError::InvalidParameter {
@@ -391,8 +425,21 @@ impl QueryEngine {
     }
 
     fn build_query(&self, req: &SearchRequest) -> Result<Box<dyn Query>, QueryError> {
+        let query = self.build_query_unchecked(req)?;
+        // Some queries parse but cannot run on this schema (a set query on a fast-only
+        // field, a range on a non-fast JSON field): the client's mistake, so a 400.
+        query
+            .weight(tantivy::query::EnableScoring::disabled_from_schema(
+                &self.fields.schema,
+            ))
+            .map_err(|e| QueryError::InvalidQuery(e.to_string()))?;
+        Ok(query)
+    }
+
+    fn build_query_unchecked(&self, req: &SearchRequest) -> Result<Box<dyn Query>, QueryError> {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         if let Some(q) = &req.q {
+            check_query_shape(q)?;
             let mut parser = QueryParser::new(
                 self.fields.schema.clone(),
                 vec![self.fields.message],

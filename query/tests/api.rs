@@ -438,6 +438,50 @@ async fn search_rejects_bad_input_with_reason() {
 }
 
 #[tokio::test]
+async fn search_rejects_costly_or_unrunnable_queries_with_400() {
+    let f = fixture(QueryLimits::default());
+    // Nine levels of parentheses: tantivy's parser would double its work per level.
+    let deep = format!("{}x{}", "(".repeat(9), ")".repeat(9));
+    let eight = format!("{}x{}", "(".repeat(8), ")".repeat(8));
+    let long = "x ".repeat(1100);
+    let enc = |q: &str| {
+        q.replace('(', "%28")
+            .replace(')', "%29")
+            .replace(' ', "%20")
+            .replace('[', "%5B")
+            .replace(']', "%5D")
+    };
+    let (status, body) = get(&f, &format!("/api/v1/search?q={}", enc(&deep))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("nested deeper than 8"),
+        "{body}"
+    );
+    let (status, body) = get(&f, &format!("/api/v1/search?q={}", enc(&eight))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = get(&f, &format!("/api/v1/search?q={}", enc(&long))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("longer than 2048"),
+        "{body}"
+    );
+    // Parses, but cannot run on this schema (set query on a fast-only field): 400, not 500.
+    let (status, body) = get(
+        &f,
+        &format!("/api/v1/search?q={}", enc("timestamp: IN [1]")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "invalid query");
+}
+
+#[tokio::test]
 async fn health_and_not_found() {
     let f = fixture(QueryLimits::default());
     let (status, body) = get(&f, "/healthz").await;
