@@ -482,6 +482,26 @@ async fn search_rejects_costly_or_unrunnable_queries_with_400() {
 }
 
 #[tokio::test]
+async fn layer_errors_are_json_too() {
+    let f = fixture(QueryLimits::default());
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri("/api/v1/search")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = sightline_query::app(f.state.clone())
+        .oneshot(req)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body["error"], "method not allowed");
+}
+
+#[tokio::test]
 async fn health_and_not_found() {
     let f = fixture(QueryLimits::default());
     let (status, body) = get(&f, "/healthz").await;

@@ -24,6 +24,28 @@ pub enum ApiError {
     /// A server-side failure (500); the detail is logged, never returned.
     #[error("{0}")]
     Internal(String),
+    /// The request took longer than the server allows (503, `"unavailable"`).
+    #[error("the request timed out")]
+    Timeout,
+    /// The request body is larger than allowed (413, `"payload too large"`).
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// The route exists but not for this method (405, `"method not allowed"`).
+    #[error("method not allowed")]
+    MethodNotAllowed,
+}
+
+impl ApiError {
+    /// The error for a bare status produced by a tower layer or the router (timeout, body
+    /// limit, wrong method), so those responses get the same JSON shape.
+    pub fn from_layer_status(status: StatusCode) -> Option<Self> {
+        Some(match status {
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT => ApiError::Timeout,
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Serialize)]
@@ -50,8 +72,11 @@ impl IntoResponse for ApiError {
             ApiError::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid query"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not found"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+            ApiError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload too large"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         };
-        let reason = if status.is_server_error() {
+        let reason = if matches!(self, ApiError::Internal(_)) {
             tracing::error!(error = %self, "request failed");
             None
         } else {

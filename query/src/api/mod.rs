@@ -103,8 +103,22 @@ pub fn app(state: AppState) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
         ))
+        .layer(axum::middleware::map_response(json_errors))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Gives the bare error responses of tower layers and the router (timeout, body limit, wrong
+/// method) the API's JSON error shape.
+async fn json_errors(resp: axum::response::Response) -> axum::response::Response {
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    match ApiError::from_layer_status(resp.status()) {
+        Some(e) if !is_json => axum::response::IntoResponse::into_response(e),
+        _ => resp,
+    }
 }
 
 /// Serves [`app`] on `listener` until `shutdown` completes, then drains in-flight requests.
