@@ -19,8 +19,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use sightline_model::{decode_logs, EventId, LogEvent, SourceKind, SourcePosition};
 use sightline_query::schema::{event_id_bucket, field};
 use sightline_query::IndexSchema;
+use tantivy::indexer::UserOperation;
 use tantivy::schema::{IndexRecordOption, Term};
-use tantivy::{DocSet, Index, IndexReader, IndexWriter, TERMINATED};
+use tantivy::{DocSet, Index, IndexReader, IndexWriter, TantivyDocument, TERMINATED};
 
 use crate::checkpoint::{Checkpoint, CheckpointError, TopicPartition, Watermark};
 use crate::metrics::IndexerMetrics;
@@ -66,6 +67,8 @@ pub struct Indexer {
     reader: IndexReader,
     checkpoint: Checkpoint,
     pending_ids: HashSet<EventId>,
+    /// Documents of the message being handled.
+    batch: Vec<UserOperation<TantivyDocument>>,
     dirty: bool,
     last_commit: Instant,
     commit_interval: Duration,
@@ -103,6 +106,7 @@ impl Indexer {
             reader,
             checkpoint,
             pending_ids: HashSet::new(),
+            batch: Vec::new(),
             dirty: false,
             last_commit: Instant::now(),
             commit_interval,
@@ -153,6 +157,10 @@ impl Indexer {
                 let ev = garbage_event(rec, &e.to_string(), now);
                 self.add(ev)?;
             }
+        }
+        // One hand-off per message to tantivy's indexing thread, not one per document.
+        if !self.batch.is_empty() {
+            self.writer.run(std::mem::take(&mut self.batch))?;
         }
         self.checkpoint.offsets.insert(tp, rec.offset + 1);
         self.dirty = true;
@@ -224,8 +232,10 @@ impl Indexer {
         Ok(false)
     }
 
+    /// Queues a document; [`Self::handle`] hands a message's documents to tantivy at once.
     fn add(&mut self, ev: LogEvent) -> Result<(), IndexerError> {
-        self.writer.add_document(self.schema.to_document(&ev))?;
+        self.batch
+            .push(UserOperation::Add(self.schema.to_document(&ev)));
         self.pending_ids.insert(ev.event_id);
         IndexerMetrics::inc(&self.metrics.events_indexed, 1);
         Ok(())
