@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use sightline_model::{decode_logs, EventId, LogEvent, SourceKind, SourcePosition};
+use sightline_model::{decode_logs_fast, EventId, LogEvent, SourceKind, SourcePosition};
 use sightline_query::schema::{event_id_bucket, field};
 use sightline_query::IndexSchema;
 use tantivy::indexer::UserOperation;
@@ -138,7 +138,7 @@ impl Indexer {
             }
         }
         let now = now_unix();
-        match decode_logs(rec.payload) {
+        match decode_logs_fast(rec.payload) {
             Ok(events) => {
                 for ev in events {
                     self.index_event(&tp, ev, now.as_secs())?;

@@ -365,7 +365,7 @@ pub fn encode_logs(events: Vec<LogEvent>) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::event::{Container, EventId, Level, SourcePosition};
     use crate::otlp::{decode_logs, to_logs_data};
@@ -373,7 +373,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::sync::Arc;
 
-    fn arb_event() -> impl Strategy<Value = LogEvent> {
+    pub(crate) fn arb_event() -> impl Strategy<Value = LogEvent> {
         (
             any::<u64>(),
             any::<u64>(),

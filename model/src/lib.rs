@@ -3,6 +3,7 @@
 //! Module map:
 //! - [`event`]: the log event envelope ([`LogEvent`], [`Container`], [`Level`], [`EventId`]).
 //! - [`otlp`]: the OTLP `LogsData` mapping of a batch of events, and decoding;
+//! - [`decode`]: decoding straight into events (the aggregator's hot path);
 //! - [`encode`]: the same bytes written directly, and assembled from pre-encoded records
 //!   (the collector's hot path).
 //! - [`kafka`]: topic names, message headers and the Java-compatible murmur2 partitioner.
@@ -10,11 +11,13 @@
 //! The encoding is the one the OpenTelemetry Collector's Kafka exporter and receiver speak
 //! (`otlp_proto`), so other tools can read Sightline's topics; see `docs/wire-format.md`.
 
+pub mod decode;
 pub mod encode;
 pub mod event;
 pub mod kafka;
 pub mod otlp;
 
+pub use decode::decode_logs_fast;
 pub use encode::encode_logs;
 pub use event::{Container, EventId, Level, LogEvent, SourceKind, SourcePosition};
 pub use otlp::{decode_logs, to_logs_data, DecodeError};

@@ -32,6 +32,9 @@ pub enum DecodeError {
     /// The bytes are not a protobuf `LogsData`.
     #[error("payload is not an OTLP LogsData protobuf: {0}")]
     Protobuf(#[from] prost::DecodeError),
+    /// The bytes are not a well-formed `LogsData` (direct decoder): what is wrong.
+    #[error("payload is not an OTLP LogsData protobuf: {0}")]
+    Malformed(&'static str),
 }
 
 const LABEL_PREFIX: &str = "container.label.";
