@@ -376,7 +376,27 @@ impl QueryEngine {
         let top =
             TopDocs::with_limit(limit + 1).order_by_fast_field::<i64>(field::TIMESTAMP, Order::Asc);
         let (docs, total) = searcher.search(&query, &(top, Count))?;
-        let mut events = self.load(&searcher, docs.into_iter().map(|(_, a)| a))?;
+        let mut addrs: Vec<DocAddress> = docs.iter().map(|(_, a)| *a).collect();
+        if docs.len() > limit {
+            // Truncated: events tied on the last kept timestamp may be beyond the fetched
+            // ones; fetch them all so the cut follows timestamp *then hop*.
+            let boundary = docs[limit - 1].0;
+            let at = Term::from_field_i64(self.fields.timestamp, boundary);
+            let tied = BooleanQuery::new(vec![
+                (Occur::Must, Box::new(query.clone()) as Box<dyn Query>),
+                (
+                    Occur::Must,
+                    Box::new(RangeQuery::new(
+                        Bound::Included(at.clone()),
+                        Bound::Included(at),
+                    )),
+                ),
+            ]);
+            let extra = searcher.search(&tied, &tantivy::collector::DocSetCollector)?;
+            let have: std::collections::HashSet<DocAddress> = addrs.iter().copied().collect();
+            addrs.extend(extra.into_iter().filter(|a| !have.contains(a)));
+        }
+        let mut events = self.load(&searcher, addrs.into_iter())?;
         events.sort_by(path_order);
         events.truncate(limit);
         let mut services: Vec<String> = Vec::new();

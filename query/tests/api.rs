@@ -536,3 +536,24 @@ async fn serve_answers_over_tcp_and_shuts_down() {
     tx.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+#[test]
+fn truncation_keeps_hop_order_among_tied_timestamps() {
+    // Nine events of one request share a timestamp; hops are added in reverse. With a
+    // limit of 3 the first three by (timestamp, hop) are hops 0, 1, 2, whichever the
+    // timestamp-only top-k happened to fetch.
+    let dir = tempfile::tempdir().unwrap();
+    let schema = IndexSchema::new();
+    let index = schema.open_or_create(&dir.path().join("index")).unwrap();
+    let mut writer = index.writer_with_num_threads(1, 15_000_000).unwrap();
+    for hop in (0..9u32).rev() {
+        let e = ev(100 + hop as u64, "svc", T, Some(hop), None, &["tie"], "m");
+        writer.add_document(schema.to_document(&e)).unwrap();
+    }
+    writer.commit().unwrap();
+    let engine = QueryEngine::new(&index, index.reader().unwrap(), QueryLimits::default()).unwrap();
+    let r = engine.correlation("tie", Some(3)).unwrap();
+    assert_eq!((r.total, r.truncated), (9, true));
+    let hops: Vec<Option<u64>> = r.events.iter().map(|e| e.hop).collect();
+    assert_eq!(hops, [Some(0), Some(1), Some(2)]);
+}
