@@ -9,9 +9,7 @@
 use std::sync::Arc;
 
 use crate::event::{Container, EventId, Level, LogEvent, SourceKind, SourcePosition};
-use crate::otlp::DecodeError;
-
-const LABEL_PREFIX: &str = "container.label.";
+use crate::otlp::{DecodeError, ResourceFields};
 
 struct Reader<'a> {
     buf: &'a [u8],
@@ -176,47 +174,28 @@ struct ResourceInfo {
 }
 
 fn resource(parts: &[&[u8]]) -> Result<ResourceInfo, DecodeError> {
-    let mut info = ResourceInfo {
-        service: String::new(),
-        host: String::new(),
-        kind: SourceKind::Other,
-        container: None,
-    };
-    let mut container = Container::default();
-    let mut has_container = false;
+    let mut fields = ResourceFields::default();
     for buf in parts {
         let mut r = Reader::new(buf);
         while !r.done() {
             match r.key()? {
                 (1, 2) => {
                     let (key, value) = key_value(r.bytes()?)?;
-                    let Some(val) = value.map(any).transpose()?.and_then(|a| a.string()) else {
-                        continue;
-                    };
-                    match key {
-                        "service.name" => info.service = val,
-                        "host.name" => info.host = val,
-                        "sightline.source.kind" => info.kind = SourceKind::from_name(&val),
-                        "container.id" => {
-                            container.id = val;
-                            has_container = true;
-                        }
-                        "container.name" => container.name = val,
-                        "container.image.name" => container.image = val,
-                        k if k.starts_with(LABEL_PREFIX) => {
-                            container
-                                .labels
-                                .insert(k[LABEL_PREFIX.len()..].to_string(), val);
-                        }
-                        _ => {}
+                    if let Some(val) = value.map(any).transpose()?.and_then(|a| a.string()) {
+                        fields.set(key, val);
                     }
                 }
                 (_, wire) => r.skip(wire)?,
             }
         }
     }
-    info.container = has_container.then(|| Arc::new(container));
-    Ok(info)
+    let (service, host, kind, container) = fields.finish();
+    Ok(ResourceInfo {
+        service,
+        host,
+        kind,
+        container,
+    })
 }
 
 fn record(buf: &[u8], res: &ResourceInfo) -> Result<LogEvent, DecodeError> {

@@ -209,6 +209,51 @@ fn any_to_int(v: &AnyValue) -> Option<i64> {
     }
 }
 
+/// The resource-level fields of events, filled attribute by attribute (shared by both
+/// decoders).
+#[derive(Default)]
+pub(crate) struct ResourceFields {
+    service: String,
+    host: String,
+    kind: Option<SourceKind>,
+    container: Container,
+    has_container: bool,
+}
+
+impl ResourceFields {
+    /// Applies one resource attribute; unknown keys are ignored.
+    pub(crate) fn set(&mut self, key: &str, val: String) {
+        match key {
+            "service.name" => self.service = val,
+            "host.name" => self.host = val,
+            "sightline.source.kind" => self.kind = Some(SourceKind::from_name(&val)),
+            "container.id" => {
+                self.container.id = val;
+                self.has_container = true;
+            }
+            "container.name" => self.container.name = val,
+            "container.image.name" => self.container.image = val,
+            k if k.starts_with(LABEL_PREFIX) => {
+                self.container
+                    .labels
+                    .insert(k[LABEL_PREFIX.len()..].to_string(), val);
+            }
+            _ => {}
+        }
+    }
+
+    /// (service, host, source kind, container)
+    pub(crate) fn finish(self) -> (String, String, SourceKind, Option<Arc<Container>>) {
+        let container = self.has_container.then(|| Arc::new(self.container));
+        (
+            self.service,
+            self.host,
+            self.kind.unwrap_or(SourceKind::Other),
+            container,
+        )
+    }
+}
+
 /// Decodes a Kafka message value into events. Records written by other OTLP producers are
 /// accepted: missing fields get defaults, an absent `log.record.uid` gets an ID derived from
 /// `(source_id, offset)` attributes (or zero), and unknown attributes land in `attributes`.
@@ -216,34 +261,13 @@ pub fn decode_logs(bytes: &[u8]) -> Result<Vec<LogEvent>, DecodeError> {
     let data = LogsData::decode(bytes)?;
     let mut out = Vec::new();
     for rl in data.resource_logs {
-        let mut service = String::new();
-        let mut host = String::new();
-        let mut kind = SourceKind::Other;
-        let mut container = Container::default();
-        let mut has_container = false;
+        let mut res = ResourceFields::default();
         for a in rl.resource.map(|r| r.attributes).unwrap_or_default() {
-            let Some(val) = a.value.as_ref().and_then(any_to_string) else {
-                continue;
-            };
-            match a.key.as_str() {
-                "service.name" => service = val,
-                "host.name" => host = val,
-                "sightline.source.kind" => kind = SourceKind::from_name(&val),
-                "container.id" => {
-                    container.id = val;
-                    has_container = true;
-                }
-                "container.name" => container.name = val,
-                "container.image.name" => container.image = val,
-                k if k.starts_with(LABEL_PREFIX) => {
-                    container
-                        .labels
-                        .insert(k[LABEL_PREFIX.len()..].to_string(), val);
-                }
-                _ => {}
+            if let Some(val) = a.value.as_ref().and_then(any_to_string) {
+                res.set(&a.key, val);
             }
         }
-        let container = has_container.then(|| Arc::new(container));
+        let (service, host, kind, container) = res.finish();
         for sl in rl.scope_logs {
             for rec in sl.log_records {
                 out.push(record_to_event(rec, &service, &host, kind, &container));
