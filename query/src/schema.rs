@@ -345,34 +345,23 @@ impl IndexSchema {
         let version_path = dir.join(VERSION_FILE);
         let has_index = dir.join("meta.json").exists();
         let version = read_version(&version_path)?;
+        if let Some(found) = version.filter(|v| *v != INDEX_SCHEMA_VERSION) {
+            return Err(IndexOpenError::IncompatibleVersion {
+                path: dir.to_path_buf(),
+                found,
+                expected: INDEX_SCHEMA_VERSION,
+            });
+        }
         if !has_index {
-            match version {
-                Some(v) if v != INDEX_SCHEMA_VERSION => {
-                    return Err(IndexOpenError::IncompatibleVersion {
-                        path: dir.to_path_buf(),
-                        found: v,
-                        expected: INDEX_SCHEMA_VERSION,
-                    })
-                }
-                Some(_) => {}
-                None => write_version(&version_path)?,
+            if version.is_none() {
+                write_version(&version_path)?;
             }
             return Ok(Index::create_in_dir(dir, self.schema.clone())?);
         }
-        match version {
-            None => {
-                return Err(IndexOpenError::NotSightlineIndex {
-                    path: dir.to_path_buf(),
-                })
-            }
-            Some(v) if v != INDEX_SCHEMA_VERSION => {
-                return Err(IndexOpenError::IncompatibleVersion {
-                    path: dir.to_path_buf(),
-                    found: v,
-                    expected: INDEX_SCHEMA_VERSION,
-                })
-            }
-            Some(_) => {}
+        if version.is_none() {
+            return Err(IndexOpenError::NotSightlineIndex {
+                path: dir.to_path_buf(),
+            });
         }
         let index = Index::open_in_dir(dir)?;
         if index.schema() != self.schema {

@@ -109,11 +109,6 @@ impl TestContainer {
     pub fn wait(&self) -> i32 {
         docker(&["wait", &self.id]).parse().unwrap_or(-1)
     }
-
-    /// Path of its json-file log on the host.
-    pub fn log_path(&self) -> PathBuf {
-        PathBuf::from(docker(&["inspect", "-f", "{{.LogPath}}", &self.id]))
-    }
 }
 
 impl Drop for TestContainer {

@@ -35,9 +35,15 @@ pub struct Extracted {
 
 impl Extracted {
     fn add_id(&mut self, id: &str) {
+        self.insert_id(id, self.correlation_ids.len());
+    }
+
+    /// Inserts a non-empty ID of at most 256 bytes at `at` (clamped), unless already present.
+    fn insert_id(&mut self, id: &str, at: usize) {
         let id = id.trim();
         if !id.is_empty() && id.len() <= 256 && !self.correlation_ids.iter().any(|c| c == id) {
-            self.correlation_ids.push(id.to_string());
+            let at = at.min(self.correlation_ids.len());
+            self.correlation_ids.insert(at, id.to_string());
         }
     }
 }
@@ -219,11 +225,7 @@ impl Extractor {
         }
         if let Some(rank) = self.json_keys.iter().position(|k| k == key) {
             // Keep priority order of json_keys regardless of key order in the line.
-            let id = v.trim();
-            if !id.is_empty() && id.len() <= 256 && !out.correlation_ids.iter().any(|c| c == id) {
-                let pos = out.correlation_ids.len().min(rank);
-                out.correlation_ids.insert(pos, id.to_string());
-            }
+            out.insert_id(v, rank);
         }
     }
 }
