@@ -58,6 +58,18 @@ pub enum SourceKind {
     /// A Docker `json-file` log (`<data-root>/containers/<id>/<id>-json.log`).
     #[default]
     DockerJsonFile,
+    /// Container stats from the Docker Engine API (`GET /containers/{id}/stats`).
+    DockerStats,
+    /// The Docker Engine API event stream (`GET /events`).
+    DockerEvents,
+    /// The ECS container agent's own logs (`/var/log/ecs/ecs-agent.log*`, `ecs-init.log*`).
+    EcsAgentLog,
+    /// The ECS agent's credentials audit log (`/var/log/ecs/audit.log*`).
+    EcsAuditLog,
+    /// The ECS task metadata endpoint v4 (`$ECS_CONTAINER_METADATA_URI_V4/task/stats`).
+    EcsTaskMetadata,
+    /// Sightline's own actions (notifications sent, scaling actions).
+    Sightline,
     /// Anything else (decoded from a producer Sightline does not know).
     Other,
 }
@@ -67,6 +79,12 @@ impl SourceKind {
     pub fn as_str(self) -> &'static str {
         match self {
             SourceKind::DockerJsonFile => "docker_json_file",
+            SourceKind::DockerStats => "docker_stats",
+            SourceKind::DockerEvents => "docker_events",
+            SourceKind::EcsAgentLog => "ecs_agent_log",
+            SourceKind::EcsAuditLog => "ecs_audit_log",
+            SourceKind::EcsTaskMetadata => "ecs_task_metadata",
+            SourceKind::Sightline => "sightline",
             SourceKind::Other => "other",
         }
     }
@@ -75,6 +93,12 @@ impl SourceKind {
     pub fn from_name(s: &str) -> Self {
         match s {
             "docker_json_file" => SourceKind::DockerJsonFile,
+            "docker_stats" => SourceKind::DockerStats,
+            "docker_events" => SourceKind::DockerEvents,
+            "ecs_agent_log" => SourceKind::EcsAgentLog,
+            "ecs_audit_log" => SourceKind::EcsAuditLog,
+            "ecs_task_metadata" => SourceKind::EcsTaskMetadata,
+            "sightline" => SourceKind::Sightline,
             _ => SourceKind::Other,
         }
     }

@@ -10,6 +10,17 @@
 /// Default topic for log events.
 pub const LOGS_TOPIC: &str = "sightline.logs";
 
+/// Default topic for metric samples: OTLP `MetricsData` (see [`crate::metric`]), keyed by
+/// container ID (or ECS task ARN).
+pub const METRICS_TOPIC: &str = "sightline.metrics";
+
+/// Default topic for audit events: OTLP `LogsData` (see [`crate::audit`]), keyed by the
+/// actor's ID.
+pub const AUDIT_TOPIC: &str = "sightline.audit";
+
+/// Payload encoding of [`METRICS_TOPIC`]: an OTLP `MetricsData` protobuf.
+pub const CONTENT_TYPE_OTLP_METRICS: &str = "application/x-protobuf; otlp=MetricsData";
+
 /// Header carrying [`crate::SCHEMA_VERSION`] as decimal ASCII.
 pub const SCHEMA_HEADER: &str = "sightline-schema-version";
 

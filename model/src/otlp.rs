@@ -76,6 +76,74 @@ pub(crate) fn resource_attributes(ev: &LogEvent) -> Vec<KeyValue> {
     attrs
 }
 
+/// The instrumentation scope of every Sightline payload: `sightline`, with the attribute
+/// `sightline.schema_version`.
+pub(crate) fn scope() -> InstrumentationScope {
+    InstrumentationScope {
+        name: "sightline".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        attributes: vec![kv(
+            "sightline.schema_version",
+            Value::IntValue(SCHEMA_VERSION as i64),
+        )],
+        ..Default::default()
+    }
+}
+
+/// Reads resource attributes back into a resource-only event (`host`, `service`,
+/// `source_kind`, `container`) plus the attributes that mapping does not cover. The
+/// `aws.ecs.*` keys derived from container labels count as covered when the label is there
+/// with the same value. `default_kind` applies when `sightline.source.kind` is absent.
+pub(crate) fn resource_fields(
+    attrs: &[KeyValue],
+    default_kind: SourceKind,
+) -> (LogEvent, std::collections::BTreeMap<String, String>) {
+    let mut res = ResourceFields::default();
+    let mut extra = std::collections::BTreeMap::new();
+    let mut derived = Vec::new();
+    for a in attrs {
+        let Some(val) = a.value.as_ref().and_then(any_to_string) else {
+            continue;
+        };
+        match ecs_label_for(&a.key) {
+            Some(label) => derived.push((a.key.clone(), label, val)),
+            None if res.knows(&a.key) => res.set(&a.key, val),
+            None => {
+                extra.insert(a.key.clone(), val);
+            }
+        }
+    }
+    let had_kind = res.kind.is_some();
+    let (service, host, kind, container) = res.finish();
+    for (key, label, val) in derived {
+        let covered = container
+            .as_ref()
+            .is_some_and(|c| c.labels.get(label) == Some(&val));
+        if !covered {
+            extra.insert(key, val);
+        }
+    }
+    let ev = LogEvent {
+        service,
+        host,
+        source_kind: if had_kind { kind } else { default_kind },
+        container,
+        ..Default::default()
+    };
+    (ev, extra)
+}
+
+/// The container label an `aws.ecs.*` resource attribute is derived from.
+fn ecs_label_for(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "aws.ecs.task.arn" => "com.amazonaws.ecs.task-arn",
+        "aws.ecs.task.family" => "com.amazonaws.ecs.task-definition-family",
+        "aws.ecs.task.revision" => "com.amazonaws.ecs.task-definition-version",
+        "aws.ecs.cluster.arn" => "com.amazonaws.ecs.cluster",
+        _ => return None,
+    })
+}
+
 fn hex_bytes(s: &Option<String>, len: usize) -> Vec<u8> {
     match s {
         Some(h) if h.len() == len * 2 => hex::decode(h).unwrap_or_default(),
@@ -167,15 +235,7 @@ pub fn to_logs_data(events: Vec<LogEvent>) -> LogsData {
                     ..Default::default()
                 }),
                 scope_logs: vec![ScopeLogs {
-                    scope: Some(InstrumentationScope {
-                        name: "sightline".into(),
-                        version: env!("CARGO_PKG_VERSION").into(),
-                        attributes: vec![kv(
-                            "sightline.schema_version",
-                            Value::IntValue(SCHEMA_VERSION as i64),
-                        )],
-                        ..Default::default()
-                    }),
+                    scope: Some(scope()),
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -221,6 +281,19 @@ pub(crate) struct ResourceFields {
 }
 
 impl ResourceFields {
+    /// Whether [`ResourceFields::set`] keeps `key`.
+    pub(crate) fn knows(&self, key: &str) -> bool {
+        matches!(
+            key,
+            "service.name"
+                | "host.name"
+                | "sightline.source.kind"
+                | "container.id"
+                | "container.name"
+                | "container.image.name"
+        ) || key.starts_with(LABEL_PREFIX)
+    }
+
     /// Applies one resource attribute; unknown keys are ignored.
     pub(crate) fn set(&mut self, key: &str, val: String) {
         match key {
