@@ -4,5 +4,7 @@
 
 pub mod app;
 pub mod docker_json;
+pub mod ecs_agent;
+pub mod ecs_audit;
 pub mod text_scan;
 pub mod timestamp;
