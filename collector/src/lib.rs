@@ -7,6 +7,7 @@
 //! - [`sinks::kafka`]: per-partition batching as OTLP `LogsData`, idempotent produce, and
 //!   checkpoints advanced only after Kafka acknowledged;
 //! - [`checkpoint`]: the atomic, versioned checkpoint file;
+//! - [`spool`]: the bounded, checksummed on-disk spool for Kafka messages while Kafka is slow;
 //! - [`config`]: the TOML configuration and its validation; [`stats`]: counters.
 //!
 //! The collector never links tantivy: it is the lean daemonset / sidecar binary.
@@ -16,6 +17,7 @@ pub mod config;
 pub mod parse;
 pub mod sinks;
 pub mod sources;
+pub mod spool;
 pub mod stats;
 
 use std::sync::Arc;

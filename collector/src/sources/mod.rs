@@ -1,6 +1,8 @@
 //! Inputs. Each source turns something on the host into [`Chunk`]s of events for the sink.
 
 pub mod docker_json;
+pub mod ecs_metadata;
+pub mod stats_math;
 
 use std::sync::Arc;
 
