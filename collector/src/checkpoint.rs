@@ -113,16 +113,97 @@ impl CheckpointStore {
             files: files.clone(),
         };
         let bytes = serde_json::to_vec(&doc).expect("checkpoint serializes");
-        let tmp = self.path.with_extension("json.tmp");
-        let mut f = File::create(&tmp).map_err(io)?;
-        f.write_all(&bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        drop(f);
-        fs::rename(&tmp, &self.path).map_err(io)?;
-        if let Some(dir) = self.path.parent() {
-            File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        write_atomic(&self.path, &bytes).map_err(io)
+    }
+}
+
+/// Replaces `path` with `bytes` atomically: temp file beside it, fsync, rename, fsync of the
+/// directory. A crash leaves either the old or the new content.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir).and_then(|d| d.sync_all())?;
+    }
+    Ok(())
+}
+
+/// Stream positions that are not file offsets (e.g. the Docker event stream's last
+/// acknowledged event time, Unix ns), by name. `<data_dir>/cursors.json`, versioned,
+/// written with [`write_atomic`]:
+///
+/// ```json
+/// {"version":1,"cursors":{"docker_events":1700000000123456789}}
+/// ```
+#[derive(Clone, Debug)]
+pub struct CursorStore {
+    path: PathBuf,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CursorDocument {
+    version: u32,
+    cursors: BTreeMap<String, u64>,
+}
+
+impl CursorStore {
+    /// Uses `<dir>/cursors.json`; creates `dir` if needed.
+    pub fn open(dir: &Path) -> Result<Self, CheckpointError> {
+        fs::create_dir_all(dir).map_err(|source| CheckpointError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Ok(CursorStore {
+            path: dir.join("cursors.json"),
+        })
+    }
+
+    /// Every stored cursor; empty when none exist yet.
+    pub fn load(&self) -> Result<BTreeMap<String, u64>, CheckpointError> {
+        let bytes = match fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(source) => {
+                return Err(CheckpointError::Io {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        };
+        let corrupt = |message: String| CheckpointError::Corrupt {
+            path: self.path.clone(),
+            message,
+        };
+        let doc: CursorDocument =
+            serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        if doc.version != CHECKPOINT_VERSION {
+            return Err(corrupt(format!(
+                "version {} is not supported (expected {CHECKPOINT_VERSION})",
+                doc.version
+            )));
         }
-        Ok(())
+        Ok(doc.cursors)
+    }
+
+    /// Sets one cursor, keeping the others.
+    pub fn set(&self, name: &str, value: u64) -> Result<(), CheckpointError> {
+        let mut cursors = self.load()?;
+        cursors.insert(name.to_string(), value);
+        let doc = CursorDocument {
+            version: CHECKPOINT_VERSION,
+            cursors,
+        };
+        let bytes = serde_json::to_vec(&doc).expect("cursors serialize");
+        write_atomic(&self.path, &bytes).map_err(|source| CheckpointError::Io {
+            path: self.path.clone(),
+            source,
+        })
     }
 }
 
@@ -151,6 +232,25 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(names, ["checkpoints.json"]);
+    }
+
+    #[test]
+    fn cursors_keep_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CursorStore::open(dir.path()).unwrap();
+        assert!(store.load().unwrap().is_empty());
+        store.set("docker_events", 7).unwrap();
+        store.set("other", 9).unwrap();
+        store.set("docker_events", 8).unwrap();
+        let got = store.load().unwrap();
+        assert_eq!(got.get("docker_events"), Some(&8));
+        assert_eq!(got.get("other"), Some(&9));
+        fs::write(
+            dir.path().join("cursors.json"),
+            b"{\"version\":2,\"cursors\":{}}",
+        )
+        .unwrap();
+        assert!(matches!(store.load(), Err(CheckpointError::Corrupt { .. })));
     }
 
     #[test]

@@ -11,7 +11,14 @@
 //!
 //! [kafka]
 //! brokers = "kafka-1:9092,kafka-2:9092"
-//! topic = "sightline.logs"
+//! topic = "sightline.logs"                     # also metrics_topic, audit_topic
+//!
+//! [docker_engine]                             # events → audit, stats → metrics
+//! socket = "/var/run/docker.sock"
+//! stats.interval_ms = 10000
+//!
+//! [telemetry]
+//! listen = "0.0.0.0:9464"                     # /metrics and /healthz; off when absent
 //!
 //! [[correlation.patterns]]
 //! regex = 'blk_-?[0-9]+'                      # whole match, group 1, or group `id`
@@ -74,6 +81,20 @@ pub struct CollectorConfig {
     pub correlation: CorrelationConfig,
     /// Batching towards Kafka.
     pub batch: BatchConfig,
+    /// The Docker Engine API: events as audit events, container stats as metrics.
+    pub docker_engine: crate::sources::docker_engine::DockerEngineConfig,
+    /// The collector's own `/metrics` and `/healthz`.
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[telemetry]`: the collector's own HTTP endpoint.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Address for `GET /metrics` (Prometheus text exposition format) and `GET /healthz`,
+    /// e.g. `0.0.0.0:9464`. Default: none (off), as Fluent Bit's `HTTP_Server` and Vector's
+    /// `prometheus_exporter` are off until configured.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for CollectorConfig {
@@ -85,6 +106,8 @@ impl Default for CollectorConfig {
             kafka: KafkaConfig::default(),
             correlation: CorrelationConfig::default(),
             batch: BatchConfig::default(),
+            docker_engine: Default::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -137,6 +160,12 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// Topic for log events. Default `sightline.logs`.
     pub topic: String,
+    /// Topic for metric samples (container stats, ECS task metrics). Default
+    /// `sightline.metrics`.
+    pub metrics_topic: String,
+    /// Topic for audit events (Docker events, ECS credential requests). Default
+    /// `sightline.audit`.
+    pub audit_topic: String,
     /// Partitions to create the topic with when it does not exist. Default 6.
     pub partitions: i32,
     /// Compression codec: `lz4` (default), `zstd`, `snappy`, `gzip` or `none`.
@@ -151,6 +180,8 @@ impl Default for KafkaConfig {
         KafkaConfig {
             brokers: "127.0.0.1:9092".into(),
             topic: sightline_model::kafka::LOGS_TOPIC.into(),
+            metrics_topic: sightline_model::kafka::METRICS_TOPIC.into(),
+            audit_topic: sightline_model::kafka::AUDIT_TOPIC.into(),
             partitions: 6,
             compression: "lz4".into(),
             client: BTreeMap::new(),
@@ -260,9 +291,18 @@ impl CollectorConfig {
         if self.kafka.brokers.trim().is_empty() {
             return Err(invalid("kafka.brokers", "must not be empty"));
         }
-        if self.kafka.topic.is_empty() || self.kafka.topic.len() > 249 {
-            return Err(invalid("kafka.topic", "must be 1 to 249 characters"));
+        for (field, topic) in [
+            ("kafka.topic", &self.kafka.topic),
+            ("kafka.metrics_topic", &self.kafka.metrics_topic),
+            ("kafka.audit_topic", &self.kafka.audit_topic),
+        ] {
+            if topic.is_empty() || topic.len() > 249 {
+                return Err(invalid(field, "must be 1 to 249 characters"));
+            }
         }
+        self.docker_engine
+            .validate()
+            .map_err(|e| invalid("docker_engine", e.to_string()))?;
         if !(1..=10_000).contains(&self.kafka.partitions) {
             return Err(invalid("kafka.partitions", "must be between 1 and 10000"));
         }

@@ -1,13 +1,18 @@
-//! Sightline host collector: tails Docker json-file logs and ships them to Kafka.
+//! Sightline host collector: tails Docker json-file logs, follows the Docker engine's events
+//! and container stats, and ships them to Kafka.
 //!
 //! Data path, one module per stage:
 //! - [`sources::docker_json`]: discovery of containers and one tailer per container log;
+//! - [`sources::docker_engine`]: the Engine API (bollard): events → audit events (and a
+//!   wake-up for discovery), stats → metric samples ([`sources::stats_math`]: the formulas);
 //! - [`parse`]: json-file framing and split-line reassembly, then the application's line
 //!   (correlation ID, trace ID, hop, level);
 //! - [`sinks::kafka`]: per-partition batching as OTLP `LogsData`, idempotent produce, and
 //!   checkpoints advanced only after Kafka acknowledged;
-//! - [`checkpoint`]: the atomic, versioned checkpoint file;
+//! - [`sinks::records`]: metric samples and audit events on their own topics;
 //! - [`spool`]: the bounded, checksummed on-disk spool for Kafka messages while Kafka is slow;
+//! - [`checkpoint`]: the atomic, versioned checkpoint and cursor files;
+//! - [`telemetry`]: `/metrics` (Prometheus) and `/healthz`;
 //! - [`config`]: the TOML configuration and its validation; [`stats`]: counters.
 //!
 //! The collector never links tantivy: it is the lean daemonset / sidecar binary.
@@ -19,15 +24,18 @@ pub mod sinks;
 pub mod sources;
 pub mod spool;
 pub mod stats;
+pub mod telemetry;
 
 use std::sync::Arc;
 
 use rdkafka::producer::FutureProducer;
 use tokio::sync::{mpsc, watch};
 
-use checkpoint::{CheckpointError, CheckpointStore};
+use checkpoint::{CheckpointError, CheckpointStore, CursorStore};
 use config::{CollectorConfig, ConfigError};
 use sinks::kafka::{ensure_topic, producer_config, KafkaSink, SinkError};
+use sinks::records::{RecordSink, DOCKER_EVENTS_CURSOR};
+use sources::docker_engine::EngineContext;
 use sources::docker_json::discovery::DockerJsonSource;
 use stats::Stats;
 
@@ -43,6 +51,14 @@ pub enum CollectorError {
     /// Kafka producer or topic problem.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// The telemetry address cannot be bound.
+    #[error("cannot listen on {addr} for /metrics: {source}")]
+    Telemetry {
+        /// `telemetry.listen`.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// The host name to stamp on events: the configured one, else `$HOSTNAME`, else
@@ -77,6 +93,74 @@ pub async fn run(
     let partitions = ensure_topic(&producer, &cfg.kafka, &mut shutdown).await?;
     tracing::info!(topic = %cfg.kafka.topic, partitions, brokers = %cfg.kafka.brokers, "connected to Kafka");
 
+    let mut tasks = Vec::new();
+    if let Some(addr) = cfg.telemetry.listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| CollectorError::Telemetry { addr, source })?;
+        tracing::info!(%addr, "serving /metrics and /healthz");
+        let (stats, shutdown) = (stats.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = telemetry::serve(listener, stats, shutdown).await {
+                tracing::error!(error = %e, "telemetry endpoint failed");
+            }
+        }));
+    }
+
+    // The Docker Engine API: events (audit, discovery wake-ups) and stats (metrics).
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let docker_host = std::env::var("DOCKER_HOST").ok();
+    let socket = cfg.docker_engine.socket_path(docker_host.as_deref());
+    if cfg.docker_engine.active(&socket) {
+        let mut topics = cfg.kafka.clone();
+        for topic in [&cfg.kafka.metrics_topic, &cfg.kafka.audit_topic] {
+            topics.topic = topic.clone();
+            ensure_topic(&producer, &topics, &mut shutdown).await?;
+        }
+        let cursors = CursorStore::open(&cfg.data_dir)?;
+        let since = cursors.load()?.get(DOCKER_EVENTS_CURSOR).copied();
+        let records = RecordSink {
+            producer: producer.clone(),
+            metrics_topic: cfg.kafka.metrics_topic.clone(),
+            audit_topic: cfg.kafka.audit_topic.clone(),
+            stats: stats.clone(),
+            cursors,
+            shutdown_grace: std::time::Duration::from_secs(10),
+        };
+        let ctx = EngineContext {
+            cfg: cfg.docker_engine.clone(),
+            socket: socket.clone(),
+            host: host_name(&cfg),
+            service_label: cfg.docker.service_label.clone(),
+        };
+        tracing::info!(socket = %socket.display(), "following the Docker engine's events and stats");
+        let (audit_tx, audit_rx) = mpsc::channel(1024);
+        tasks.push(tokio::spawn(
+            records.clone().run_audit(audit_rx, shutdown.clone()),
+        ));
+        tasks.push(tokio::spawn(sources::docker_engine::events::run(
+            ctx.clone(),
+            since,
+            audit_tx,
+            wake.clone(),
+            shutdown.clone(),
+        )));
+        if cfg.docker_engine.stats.enabled {
+            let (metrics_tx, metrics_rx) = mpsc::channel(16);
+            tasks.push(tokio::spawn(
+                records.run_metrics(metrics_rx, shutdown.clone()),
+            ));
+            tasks.push(tokio::spawn(sources::docker_engine::stats::run(
+                ctx,
+                stats.clone(),
+                metrics_tx,
+                shutdown.clone(),
+            )));
+        }
+    } else {
+        tracing::info!(socket = %socket.display(), "no Docker engine socket: logs only (no events, no stats)");
+    }
+
     let (tx, rx) = mpsc::channel(8);
     let sink = KafkaSink {
         producer,
@@ -94,8 +178,12 @@ pub async fn run(
         stats,
         partitions,
         max_part_bytes: cfg.batch.max_bytes,
+        wake,
     };
     source.run(checkpoints, tx, shutdown).await;
     let _ = sink_task.await;
+    for t in tasks {
+        let _ = t.await;
+    }
     Ok(())
 }

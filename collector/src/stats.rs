@@ -1,10 +1,25 @@
-//! Collector counters (read by the `/metrics` endpoint and by tests).
+//! Collector counters (read by the `/metrics` endpoint, see [`crate::telemetry`], and by
+//! tests).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
 
-/// Monotonic counters since start.
-#[derive(Debug, Default)]
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+
+use crate::checkpoint::FileCheckpoint;
+
+/// Monotonic counters since start, the Kafka delivery latency, and the acknowledged position
+/// of every tailed file.
+#[derive(Debug)]
 pub struct Stats {
+    /// Seconds from handing a log batch to the producer to Kafka's acknowledgement; buckets
+    /// 1 ms × 2ⁿ up to ~16 s.
+    pub delivery_seconds: Histogram,
+    /// The last stored checkpoint of each tailed file, by container ID (lag = file size −
+    /// offset).
+    acked: Mutex<BTreeMap<String, FileCheckpoint>>,
     bytes_read: AtomicU64,
     events_read: AtomicU64,
     events_sent: AtomicU64,
@@ -12,9 +27,54 @@ pub struct Stats {
     batches_sent: AtomicU64,
     send_retries: AtomicU64,
     checkpoint_errors: AtomicU64,
+    metrics_read: AtomicU64,
+    metrics_sent: AtomicU64,
+    audit_read: AtomicU64,
+    audit_sent: AtomicU64,
+    engine_errors: AtomicU64,
 }
 
-/// A point-in-time copy of [`Stats`].
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            delivery_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            acked: Mutex::new(BTreeMap::new()),
+            bytes_read: AtomicU64::new(0),
+            events_read: AtomicU64::new(0),
+            events_sent: AtomicU64::new(0),
+            parse_errors: AtomicU64::new(0),
+            batches_sent: AtomicU64::new(0),
+            send_retries: AtomicU64::new(0),
+            checkpoint_errors: AtomicU64::new(0),
+            metrics_read: AtomicU64::new(0),
+            metrics_sent: AtomicU64::new(0),
+            audit_read: AtomicU64::new(0),
+            audit_sent: AtomicU64::new(0),
+            engine_errors: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Stats {
+    /// Records one Kafka delivery's latency.
+    pub fn observe_delivery(&self, d: Duration) {
+        self.delivery_seconds.observe(d.as_secs_f64());
+    }
+
+    /// Replaces the acknowledged positions (called when checkpoints are stored).
+    pub fn set_acked(&self, files: &BTreeMap<String, FileCheckpoint>) {
+        if let Ok(mut a) = self.acked.lock() {
+            a.clone_from(files);
+        }
+    }
+
+    /// The acknowledged positions, by container ID.
+    pub fn acked(&self) -> BTreeMap<String, FileCheckpoint> {
+        self.acked.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+}
+
+/// A point-in-time copy of [`Stats`]' counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct StatsSnapshot {
     /// Bytes read from log files.
@@ -31,6 +91,16 @@ pub struct StatsSnapshot {
     pub send_retries: u64,
     /// Failed checkpoint writes (retried on the next acknowledgement).
     pub checkpoint_errors: u64,
+    /// Metric points sampled (container stats, ECS task metrics).
+    pub metrics_read: u64,
+    /// Metric points acknowledged by Kafka.
+    pub metrics_sent: u64,
+    /// Audit events read (Docker events, ECS credentials audit log).
+    pub audit_read: u64,
+    /// Audit events acknowledged by Kafka.
+    pub audit_sent: u64,
+    /// Failed Docker Engine API requests (retried).
+    pub engine_errors: u64,
 }
 
 macro_rules! adders {
@@ -59,4 +129,9 @@ adders!(
     add_batches_sent => batches_sent,
     add_send_retries => send_retries,
     add_checkpoint_errors => checkpoint_errors,
+    add_metrics_read => metrics_read,
+    add_metrics_sent => metrics_sent,
+    add_audit_read => audit_read,
+    add_audit_sent => audit_sent,
+    add_engine_errors => engine_errors,
 );

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod docker;
+pub mod kafka;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -142,6 +142,8 @@ struct Batch {
 struct Generation {
     batches: Vec<(Batch, DeliveryFuture)>,
     checkpoints: Vec<(Arc<str>, Option<FileCheckpoint>, bool)>,
+    /// When the batches were handed to the producer.
+    sent_at: Instant,
 }
 
 /// A partition's batch being filled.
@@ -256,6 +258,7 @@ impl KafkaSink {
         let generation = Generation {
             batches,
             checkpoints: std::mem::take(cps),
+            sent_at: Instant::now(),
         };
         // Waits when max_in_flight generations are unacknowledged: backpressure.
         let _ = gen_tx.send(generation).await;
@@ -316,7 +319,7 @@ impl KafkaSink {
             };
             let Some(generation) = generation else { break };
             for (batch, fut) in generation.batches {
-                self.await_delivery(batch, fut).await;
+                self.await_delivery(batch, fut, generation.sent_at).await;
             }
             for (key, cp, done) in generation.checkpoints {
                 if done {
@@ -336,11 +339,12 @@ impl KafkaSink {
         }
     }
 
-    async fn await_delivery(&self, batch: Batch, mut fut: DeliveryFuture) {
+    async fn await_delivery(&self, batch: Batch, mut fut: DeliveryFuture, sent_at: Instant) {
         let mut backoff = Duration::from_millis(100);
         loop {
             match fut.await {
                 Ok(Ok(_)) => {
+                    self.stats.observe_delivery(sent_at.elapsed());
                     self.stats.add_events_sent(batch.events);
                     self.stats.add_batches_sent(1);
                     return;
@@ -372,6 +376,7 @@ impl KafkaSink {
             tracing::error!(error = %e, "checkpoint write failed; will retry");
             return false;
         }
+        self.stats.set_acked(checkpoints);
         true
     }
 }

@@ -2,3 +2,4 @@
 //! once Kafka has acknowledged them.
 
 pub mod kafka;
+pub mod records;

@@ -1,5 +1,6 @@
 //! Inputs. Each source turns something on the host into [`Chunk`]s of events for the sink.
 
+pub mod docker_engine;
 pub mod docker_json;
 pub mod ecs_metadata;
 pub mod stats_math;

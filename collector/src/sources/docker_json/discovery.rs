@@ -37,6 +37,9 @@ pub struct DockerJsonSource {
     pub partitions: i32,
     /// Largest encoded part, bytes (`batch.max_bytes`).
     pub max_part_bytes: usize,
+    /// Rescan now (the Docker event stream saw a container created, started or destroyed),
+    /// instead of waiting for the next `discovery_interval_ms`.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 impl DockerJsonSource {
@@ -56,6 +59,7 @@ impl DockerJsonSource {
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                _ = self.wake.notified() => {}
                 _ = shutdown.changed() => {}
             }
             if *shutdown.borrow() {

@@ -1,0 +1,204 @@
+//! The Kafka sink for metric samples and audit events: low-volume records on their own
+//! topics (`kafka.metrics_topic`, `kafka.audit_topic`), encoded as OTLP (see
+//! `sightline_model::metric` and `sightline_model::audit`).
+//!
+//! - Metrics: one message per [`MetricBatch`] (one container or task at one instant), keyed
+//!   by container ID (else the task ARN, else the service), so a container's samples stay in
+//!   order in one partition.
+//! - Audit: the events waiting when the sink wakes go out in one message per actor ID (the
+//!   key), in stream order. Once Kafka acknowledged them, the stream cursor (the Docker
+//!   event stream's last event time) is stored, so a restart resumes after them.
+//!
+//! A failed delivery is retried with backoff until it succeeds: records are never dropped
+//! while the collector runs. On shutdown, records Kafka has not acknowledged within
+//! `shutdown_grace` are left; for audit events the cursor was not advanced, so they are read
+//! again from the engine on the next start.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use sightline_model::kafka::{
+    CONTENT_TYPE_HEADER, CONTENT_TYPE_OTLP_LOGS, CONTENT_TYPE_OTLP_METRICS, SCHEMA_HEADER,
+};
+use sightline_model::{encode_audit, encode_metrics, MetricBatch, SCHEMA_VERSION};
+use tokio::sync::{mpsc, watch};
+
+use crate::checkpoint::CursorStore;
+use crate::sources::docker_engine::events::EngineAudit;
+use crate::sources::docker_engine::Backoff;
+use crate::stats::Stats;
+
+/// Name of the Docker event stream's cursor in [`CursorStore`].
+pub const DOCKER_EVENTS_CURSOR: &str = "docker_events";
+
+/// Sends metric and audit records to Kafka.
+#[derive(Clone)]
+pub struct RecordSink {
+    /// The producer (shared with the log sink).
+    pub producer: FutureProducer,
+    /// Topic for metric samples.
+    pub metrics_topic: String,
+    /// Topic for audit events.
+    pub audit_topic: String,
+    /// Counters.
+    pub stats: Arc<Stats>,
+    /// Where the event stream's cursor is kept.
+    pub cursors: CursorStore,
+    /// How long to keep retrying after shutdown began.
+    pub shutdown_grace: Duration,
+}
+
+fn headers(content_type: &str) -> OwnedHeaders {
+    let version = SCHEMA_VERSION.to_string();
+    OwnedHeaders::new()
+        .insert(Header {
+            key: SCHEMA_HEADER,
+            value: Some(version.as_bytes()),
+        })
+        .insert(Header {
+            key: CONTENT_TYPE_HEADER,
+            value: Some(content_type.as_bytes()),
+        })
+}
+
+/// The key of a metric batch: container ID, else `aws.ecs.task.arn`, else the service.
+pub fn metric_key(b: &MetricBatch) -> String {
+    if let Some(c) = &b.resource.container {
+        return c.id.clone();
+    }
+    b.resource_attributes
+        .get("aws.ecs.task.arn")
+        .cloned()
+        .unwrap_or_else(|| b.resource.service.clone())
+}
+
+impl RecordSink {
+    /// Sends one message, retrying until Kafka acknowledges it. False when shutdown began
+    /// and the grace period passed without an acknowledgement.
+    async fn deliver(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        content_type: &str,
+        shutdown: &watch::Receiver<bool>,
+    ) -> bool {
+        let mut backoff = Backoff::new(Duration::from_secs(5));
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let rec = FutureRecord::to(topic)
+                .key(key)
+                .payload(payload)
+                .headers(headers(content_type));
+            match self
+                .producer
+                .send(rec, Timeout::After(Duration::from_secs(30)))
+                .await
+            {
+                Ok(_) => {
+                    self.stats.add_batches_sent(1);
+                    return true;
+                }
+                Err((e, _)) => {
+                    self.stats.add_send_retries(1);
+                    tracing::warn!(%topic, error = %e, "Kafka did not take the record; retrying");
+                }
+            }
+            if *shutdown.borrow() {
+                let d = *deadline
+                    .get_or_insert_with(|| tokio::time::Instant::now() + self.shutdown_grace);
+                if tokio::time::Instant::now() >= d {
+                    return false;
+                }
+            }
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+    }
+
+    /// Ships metric batches until `rx` closes.
+    pub async fn run_metrics(
+        self,
+        mut rx: mpsc::Receiver<Vec<MetricBatch>>,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        while let Some(batches) = rx.recv().await {
+            for b in batches {
+                let payload = encode_metrics(std::slice::from_ref(&b));
+                let n = b.points.len() as u64;
+                if !self
+                    .deliver(
+                        &self.metrics_topic,
+                        &metric_key(&b),
+                        &payload,
+                        CONTENT_TYPE_OTLP_METRICS,
+                        &shutdown,
+                    )
+                    .await
+                {
+                    tracing::warn!(
+                        "shutdown: metric samples not acknowledged by Kafka were not sent"
+                    );
+                    return;
+                }
+                self.stats.add_metrics_sent(n);
+            }
+        }
+    }
+
+    /// Ships audit events until `rx` closes, storing the stream cursor after each
+    /// acknowledged group.
+    pub async fn run_audit(
+        self,
+        mut rx: mpsc::Receiver<EngineAudit>,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        let mut pending = Vec::new();
+        while let Some(first) = rx.recv().await {
+            pending.push(first);
+            while pending.len() < 512 {
+                match rx.try_recv() {
+                    Ok(a) => pending.push(a),
+                    Err(_) => break,
+                }
+            }
+            // Runs of one actor go together, in stream order.
+            let mut start = 0;
+            while start < pending.len() {
+                let key = pending[start].event.actor.id.clone();
+                let mut end = start + 1;
+                while end < pending.len() && pending[end].event.actor.id == key {
+                    end += 1;
+                }
+                let events: Vec<_> = pending[start..end]
+                    .iter()
+                    .map(|a| a.event.clone())
+                    .collect();
+                let payload = encode_audit(&events);
+                if !self
+                    .deliver(
+                        &self.audit_topic,
+                        &key,
+                        &payload,
+                        CONTENT_TYPE_OTLP_LOGS,
+                        &shutdown,
+                    )
+                    .await
+                {
+                    tracing::warn!("shutdown: audit events not acknowledged by Kafka will be read again from the engine");
+                    return;
+                }
+                self.stats.add_audit_sent(events.len() as u64);
+                let cursor = pending[end - 1].cursor_ns;
+                if let Err(e) = self.cursors.set(DOCKER_EVENTS_CURSOR, cursor) {
+                    self.stats.add_checkpoint_errors(1);
+                    tracing::warn!(error = %e, "cannot store the Docker event cursor");
+                }
+                start = end;
+            }
+            pending.clear();
+        }
+    }
+}
