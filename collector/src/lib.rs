@@ -125,6 +125,7 @@ pub async fn run(
             audit_topic: cfg.kafka.audit_topic.clone(),
             stats: stats.clone(),
             cursors,
+            audit_files: sinks::records::audit_file_store(&cfg.data_dir)?,
             shutdown_grace: std::time::Duration::from_secs(10),
         };
         let ctx = EngineContext {

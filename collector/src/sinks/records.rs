@@ -6,8 +6,10 @@
 //!   by container ID (else the task ARN, else the service), so a container's samples stay in
 //!   order in one partition.
 //! - Audit: the events waiting when the sink wakes go out in one message per actor ID (the
-//!   key), in stream order. Once Kafka acknowledged them, the stream cursor (the Docker
-//!   event stream's last event time) is stored, so a restart resumes after them.
+//!   key), in stream order. Once Kafka acknowledged them, their sources' positions are
+//!   stored — the Docker event stream's last event time in the [`CursorStore`], a log
+//!   file's offset (the ECS credentials audit log) in the audit-file checkpoint store
+//!   ([`audit_file_store`]) — so a restart resumes after them.
 //!
 //! A failed delivery is retried with backoff until it succeeds: records are never dropped
 //! while the collector runs. On shutdown, records Kafka has not acknowledged within
@@ -23,16 +25,45 @@ use rdkafka::util::Timeout;
 use sightline_model::kafka::{
     CONTENT_TYPE_HEADER, CONTENT_TYPE_OTLP_LOGS, CONTENT_TYPE_OTLP_METRICS, SCHEMA_HEADER,
 };
-use sightline_model::{encode_audit, encode_metrics, MetricBatch, SCHEMA_VERSION};
+use sightline_model::{encode_audit, encode_metrics, AuditEvent, MetricBatch, SCHEMA_VERSION};
 use tokio::sync::{mpsc, watch};
 
-use crate::checkpoint::CursorStore;
-use crate::sources::docker_engine::events::EngineAudit;
+use std::collections::BTreeMap;
+
+use crate::checkpoint::{CheckpointError, CheckpointStore, CursorStore, FileCheckpoint};
 use crate::sources::docker_engine::Backoff;
 use crate::stats::Stats;
 
 /// Name of the Docker event stream's cursor in [`CursorStore`].
 pub const DOCKER_EVENTS_CURSOR: &str = "docker_events";
+
+/// Where an audit event's source resumes once the event is acknowledged.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuditPosition {
+    /// The Docker event stream: the event's `timeNano`.
+    DockerEvents(u64),
+    /// A log file (the ECS credentials audit log): its checkpoint key and checkpoint.
+    File {
+        /// Checkpoint key, e.g. `ecs:audit`.
+        key: Arc<str>,
+        /// Offset after this event's line.
+        checkpoint: FileCheckpoint,
+    },
+}
+
+/// An audit event on its way to Kafka.
+#[derive(Debug, Clone)]
+pub struct AuditItem {
+    /// The event.
+    pub event: AuditEvent,
+    /// Its source's position after it.
+    pub position: AuditPosition,
+}
+
+/// The checkpoints of log files read for audit events: `<data_dir>/audit-files/`.
+pub fn audit_file_store(data_dir: &std::path::Path) -> Result<CheckpointStore, CheckpointError> {
+    CheckpointStore::open(&data_dir.join("audit-files"))
+}
 
 /// Sends metric and audit records to Kafka.
 #[derive(Clone)]
@@ -47,6 +78,8 @@ pub struct RecordSink {
     pub stats: Arc<Stats>,
     /// Where the event stream's cursor is kept.
     pub cursors: CursorStore,
+    /// Where audit log files' checkpoints are kept ([`audit_file_store`]).
+    pub audit_files: CheckpointStore,
     /// How long to keep retrying after shutdown began.
     pub shutdown_grace: Duration,
 }
@@ -148,13 +181,15 @@ impl RecordSink {
         }
     }
 
-    /// Ships audit events until `rx` closes, storing the stream cursor after each
+    /// Ships audit events until `rx` closes, storing their sources' positions after each
     /// acknowledged group.
     pub async fn run_audit(
         self,
-        mut rx: mpsc::Receiver<EngineAudit>,
+        mut rx: mpsc::Receiver<AuditItem>,
         shutdown: watch::Receiver<bool>,
     ) {
+        let mut files: BTreeMap<String, FileCheckpoint> =
+            self.audit_files.load().unwrap_or_default();
         let mut pending = Vec::new();
         while let Some(first) = rx.recv().await {
             pending.push(first);
@@ -164,6 +199,7 @@ impl RecordSink {
                     Err(_) => break,
                 }
             }
+            self.stats.add_audit_read(pending.len() as u64);
             // Runs of one actor go together, in stream order.
             let mut start = 0;
             while start < pending.len() {
@@ -187,18 +223,41 @@ impl RecordSink {
                     )
                     .await
                 {
-                    tracing::warn!("shutdown: audit events not acknowledged by Kafka will be read again from the engine");
+                    tracing::warn!("shutdown: audit events not acknowledged by Kafka will be read again from their source");
                     return;
                 }
                 self.stats.add_audit_sent(events.len() as u64);
-                let cursor = pending[end - 1].cursor_ns;
-                if let Err(e) = self.cursors.set(DOCKER_EVENTS_CURSOR, cursor) {
-                    self.stats.add_checkpoint_errors(1);
-                    tracing::warn!(error = %e, "cannot store the Docker event cursor");
-                }
+                self.store_positions(&pending[start..end], &mut files);
                 start = end;
             }
             pending.clear();
+        }
+    }
+
+    /// Stores the last position of each source among `acked`.
+    fn store_positions(&self, acked: &[AuditItem], files: &mut BTreeMap<String, FileCheckpoint>) {
+        let mut docker = None;
+        let mut file_changed = false;
+        for item in acked {
+            match &item.position {
+                AuditPosition::DockerEvents(ns) => docker = Some(*ns),
+                AuditPosition::File { key, checkpoint } => {
+                    files.insert(key.to_string(), checkpoint.clone());
+                    file_changed = true;
+                }
+            }
+        }
+        if let Some(ns) = docker {
+            if let Err(e) = self.cursors.set(DOCKER_EVENTS_CURSOR, ns) {
+                self.stats.add_checkpoint_errors(1);
+                tracing::warn!(error = %e, "cannot store the Docker event cursor");
+            }
+        }
+        if file_changed {
+            if let Err(e) = self.audit_files.save(files) {
+                self.stats.add_checkpoint_errors(1);
+                tracing::warn!(error = %e, "cannot store audit log checkpoints");
+            }
         }
     }
 }

@@ -31,20 +31,11 @@ use tokio::sync::{mpsc, watch, Notify};
 
 use super::{client, Backoff, EngineContext};
 use crate::parse::timestamp::now_ns;
+use crate::sinks::records::{AuditItem, AuditPosition};
 use crate::sources::docker_json::container::service_name;
 
 /// Attributes of a container event that are not labels.
 const NON_LABEL_ATTRIBUTES: [&str; 5] = ["image", "name", "exitCode", "signal", "execID"];
-
-/// An audit event read from the stream, with the stream position to store once Kafka has
-/// acknowledged it (and every earlier one).
-#[derive(Debug, Clone)]
-pub struct EngineAudit {
-    /// The event.
-    pub event: AuditEvent,
-    /// The event's `timeNano`: resume the stream from here.
-    pub cursor_ns: u64,
-}
 
 fn type_name(t: Option<&EventMessageTypeEnum>) -> String {
     match t {
@@ -216,7 +207,7 @@ pub fn since_param(ns: u64) -> String {
 pub async fn run(
     ctx: EngineContext,
     since_ns: Option<u64>,
-    tx: mpsc::Sender<EngineAudit>,
+    tx: mpsc::Sender<AuditItem>,
     discovery: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -286,14 +277,11 @@ pub async fn run(
             if !cfg.events.enabled {
                 continue;
             }
-            if tx
-                .send(EngineAudit {
-                    event: ev,
-                    cursor_ns,
-                })
-                .await
-                .is_err()
-            {
+            let item = AuditItem {
+                event: ev,
+                position: AuditPosition::DockerEvents(cursor_ns),
+            };
+            if tx.send(item).await.is_err() {
                 return;
             }
         }

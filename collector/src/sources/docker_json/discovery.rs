@@ -18,6 +18,14 @@ use crate::parse::app::Extractor;
 use crate::sources::Chunk;
 use crate::stats::Stats;
 
+/// Whether a checkpoint key is a Docker container ID (64 lowercase hex digits).
+pub fn is_container_id(key: &str) -> bool {
+    key.len() == 64
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 struct Running {
     stop: Arc<AtomicU8>,
     handle: JoinHandle<()>,
@@ -94,9 +102,11 @@ impl DockerJsonSource {
                 }
             }
             if first {
+                // Only container checkpoints (64 hex digits): other sources (`ecs:…`) share
+                // the file.
                 let stale: Vec<String> = checkpoints
                     .keys()
-                    .filter(|id| !present.contains_key(*id))
+                    .filter(|id| is_container_id(id) && !present.contains_key(*id))
                     .cloned()
                     .collect();
                 for id in stale {
