@@ -85,6 +85,8 @@ pub struct CollectorConfig {
     pub docker_engine: crate::sources::docker_engine::DockerEngineConfig,
     /// The collector's own `/metrics` and `/healthz`.
     pub telemetry: TelemetryConfig,
+    /// Sidecar mode: ECS task metadata endpoint v4 (Container Insights task metrics).
+    pub ecs_metadata: crate::sources::ecs_metadata::EcsMetadataConfig,
 }
 
 /// `[telemetry]`: the collector's own HTTP endpoint.
@@ -108,6 +110,7 @@ impl Default for CollectorConfig {
             batch: BatchConfig::default(),
             docker_engine: Default::default(),
             telemetry: TelemetryConfig::default(),
+            ecs_metadata: Default::default(),
         }
     }
 }
@@ -300,6 +303,7 @@ impl CollectorConfig {
                 return Err(invalid(field, "must be 1 to 249 characters"));
             }
         }
+        self.ecs_metadata.validate()?;
         self.docker_engine
             .validate()
             .map_err(|e| invalid("docker_engine", e.to_string()))?;

@@ -107,27 +107,37 @@ pub async fn run(
         }));
     }
 
+    // Metric samples and audit events: their own topics, one sink each.
+    let mut topics = cfg.kafka.clone();
+    for topic in [&cfg.kafka.metrics_topic, &cfg.kafka.audit_topic] {
+        topics.topic = topic.clone();
+        ensure_topic(&producer, &topics, &mut shutdown).await?;
+    }
+    let cursors = CursorStore::open(&cfg.data_dir)?;
+    let since = cursors.load()?.get(DOCKER_EVENTS_CURSOR).copied();
+    let records = RecordSink {
+        producer: producer.clone(),
+        metrics_topic: cfg.kafka.metrics_topic.clone(),
+        audit_topic: cfg.kafka.audit_topic.clone(),
+        stats: stats.clone(),
+        cursors,
+        audit_files: sinks::records::audit_file_store(&cfg.data_dir)?,
+        shutdown_grace: std::time::Duration::from_secs(10),
+    };
+    let (audit_tx, audit_rx) = mpsc::channel(1024);
+    let (metrics_tx, metrics_rx) = mpsc::channel(16);
+    tasks.push(tokio::spawn(
+        records.clone().run_audit(audit_rx, shutdown.clone()),
+    ));
+    tasks.push(tokio::spawn(
+        records.run_metrics(metrics_rx, shutdown.clone()),
+    ));
+
     // The Docker Engine API: events (audit, discovery wake-ups) and stats (metrics).
     let wake = Arc::new(tokio::sync::Notify::new());
     let docker_host = std::env::var("DOCKER_HOST").ok();
     let socket = cfg.docker_engine.socket_path(docker_host.as_deref());
     if cfg.docker_engine.active(&socket) {
-        let mut topics = cfg.kafka.clone();
-        for topic in [&cfg.kafka.metrics_topic, &cfg.kafka.audit_topic] {
-            topics.topic = topic.clone();
-            ensure_topic(&producer, &topics, &mut shutdown).await?;
-        }
-        let cursors = CursorStore::open(&cfg.data_dir)?;
-        let since = cursors.load()?.get(DOCKER_EVENTS_CURSOR).copied();
-        let records = RecordSink {
-            producer: producer.clone(),
-            metrics_topic: cfg.kafka.metrics_topic.clone(),
-            audit_topic: cfg.kafka.audit_topic.clone(),
-            stats: stats.clone(),
-            cursors,
-            audit_files: sinks::records::audit_file_store(&cfg.data_dir)?,
-            shutdown_grace: std::time::Duration::from_secs(10),
-        };
         let ctx = EngineContext {
             cfg: cfg.docker_engine.clone(),
             socket: socket.clone(),
@@ -135,32 +145,49 @@ pub async fn run(
             service_label: cfg.docker.service_label.clone(),
         };
         tracing::info!(socket = %socket.display(), "following the Docker engine's events and stats");
-        let (audit_tx, audit_rx) = mpsc::channel(1024);
-        tasks.push(tokio::spawn(
-            records.clone().run_audit(audit_rx, shutdown.clone()),
-        ));
         tasks.push(tokio::spawn(sources::docker_engine::events::run(
             ctx.clone(),
             since,
-            audit_tx,
+            audit_tx.clone(),
             wake.clone(),
             shutdown.clone(),
         )));
         if cfg.docker_engine.stats.enabled {
-            let (metrics_tx, metrics_rx) = mpsc::channel(16);
-            tasks.push(tokio::spawn(
-                records.run_metrics(metrics_rx, shutdown.clone()),
-            ));
             tasks.push(tokio::spawn(sources::docker_engine::stats::run(
                 ctx,
                 stats.clone(),
-                metrics_tx,
+                metrics_tx.clone(),
                 shutdown.clone(),
             )));
         }
     } else {
-        tracing::info!(socket = %socket.display(), "no Docker engine socket: logs only (no events, no stats)");
+        tracing::info!(socket = %socket.display(), "no Docker engine socket: no events, no stats");
     }
+
+    // Sidecar mode: the ECS task metadata endpoint v4.
+    let ecs_env = std::env::var(sources::ecs_metadata::ENDPOINT_ENV).ok();
+    match cfg.ecs_metadata.resolve_endpoint(ecs_env) {
+        Some(endpoint) => {
+            tracing::info!(%endpoint, "sidecar mode: reading ECS task metadata and stats");
+            tasks.push(tokio::spawn(sources::ecs_metadata::run(
+                cfg.ecs_metadata.clone(),
+                host_name(&cfg),
+                metrics_tx.clone(),
+                shutdown.clone(),
+            )));
+        }
+        None if cfg.ecs_metadata.enabled == Some(true) => {
+            return Err(CollectorError::Config(ConfigError::Invalid {
+                field: "ecs_metadata.endpoint".into(),
+                message: format!(
+                    "ecs_metadata.enabled is true but neither an endpoint nor ${} is set",
+                    sources::ecs_metadata::ENDPOINT_ENV
+                ),
+            }));
+        }
+        None => {}
+    }
+    drop((audit_tx, metrics_tx));
 
     let (tx, rx) = mpsc::channel(8);
     let sink = KafkaSink {

@@ -45,6 +45,10 @@ fn counter(
     let c = ConstCounter::new(0u64);
     let mut family = enc.encode_descriptor(name, help, None, c.metric_type())?;
     for (labels, v) in values {
+        if labels.is_empty() {
+            ConstCounter::new(*v).encode(family)?;
+            return Ok(());
+        }
         let labels: Vec<(String, String)> = labels
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -237,6 +241,10 @@ mod tests {
         );
         assert!(text.contains("sightline_collector_events_read_total{source=\"docker_events\"} 2"));
         assert!(text.contains("sightline_collector_kafka_delivery_latency_seconds_count 1"));
+        assert!(
+            text.contains("\nsightline_collector_parse_errors_total 0\n"),
+            "{text}"
+        );
         let lag = format!(
             "sightline_collector_file_lag_bytes{{container_id=\"c1\",path=\"{}\"}} 600",
             path.display()

@@ -111,7 +111,8 @@ listen = "127.0.0.1:{port}"
     });
     let hog = docker::run(RunOpts {
         name: &format!("hog-{run}"),
-        script: "x=$(head -c 67108864 /dev/zero | tr '\\000' a); sleep 600",
+        // Not `…; sleep 600`: the shell would exec the last command and free the variable.
+        script: "x=$(head -c 67108864 /dev/zero | tr '\\000' a); while :; do sleep 1; done",
         ..Default::default()
     });
     let marker = format!("audit-{run}");
