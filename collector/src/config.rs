@@ -17,6 +17,9 @@
 //! socket = "/var/run/docker.sock"
 //! stats.interval_ms = 10000
 //!
+//! [spool]                                    # while Kafka is down or slow
+//! max_bytes = 1073741824
+//!
 //! [telemetry]
 //! listen = "0.0.0.0:9464"                     # /metrics and /healthz; off when absent
 //!
@@ -87,6 +90,8 @@ pub struct CollectorConfig {
     pub telemetry: TelemetryConfig,
     /// Sidecar mode: ECS task metadata endpoint v4 (Container Insights task metrics).
     pub ecs_metadata: crate::sources::ecs_metadata::EcsMetadataConfig,
+    /// The disk spool for log batches while Kafka is unreachable or slow.
+    pub spool: crate::spool::SpoolConfig,
 }
 
 /// `[telemetry]`: the collector's own HTTP endpoint.
@@ -111,6 +116,7 @@ impl Default for CollectorConfig {
             docker_engine: Default::default(),
             telemetry: TelemetryConfig::default(),
             ecs_metadata: Default::default(),
+            spool: Default::default(),
         }
     }
 }
@@ -304,6 +310,15 @@ impl CollectorConfig {
             }
         }
         self.ecs_metadata.validate()?;
+        self.spool
+            .validate()
+            .map_err(|e| invalid("spool", e.to_string()))?;
+        if self.spool.max_record_bytes() < self.batch.max_bytes as u64 + 64 {
+            return Err(invalid(
+                "spool.segment_bytes",
+                "must hold one batch: at least batch.max_bytes + 100",
+            ));
+        }
         self.docker_engine
             .validate()
             .map_err(|e| invalid("docker_engine", e.to_string()))?;

@@ -51,6 +51,14 @@ pub enum CollectorError {
     /// Kafka producer or topic problem.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// The spool directory cannot be opened.
+    #[error("cannot open the spool in {dir}: {source}")]
+    Spool {
+        /// The spool directory.
+        dir: std::path::PathBuf,
+        /// Why.
+        source: spool::SpoolError,
+    },
     /// The telemetry address cannot be bound.
     #[error("cannot listen on {addr} for /metrics: {source}")]
     Telemetry {
@@ -189,6 +197,29 @@ pub async fn run(
     }
     drop((audit_tx, metrics_tx));
 
+    let spool = if cfg.spool.enabled {
+        let dir = cfg.spool.resolve_dir(&cfg.data_dir);
+        let opened =
+            spool::Spool::open(&dir, &cfg.spool).map_err(|source| CollectorError::Spool {
+                dir: dir.clone(),
+                source,
+            })?;
+        if !opened.is_empty() {
+            tracing::info!(records = opened.records(), bytes = opened.bytes(), dir = %dir.display(), "spool holds batches from an earlier run: sending them first");
+        }
+        let handle = sinks::spooled::SpoolHandle::new(opened);
+        tasks.push(tokio::spawn(handle.clone().drain(
+            producer.clone(),
+            cfg.kafka.topic.clone(),
+            stats.clone(),
+            shutdown.clone(),
+        )));
+        stats.set_spool(handle.clone());
+        Some(handle)
+    } else {
+        None
+    };
+
     let (tx, rx) = mpsc::channel(8);
     let sink = KafkaSink {
         producer,
@@ -197,6 +228,8 @@ pub async fn run(
         batch: cfg.batch.clone(),
         store,
         stats: stats.clone(),
+        spool,
+        spill_after: std::time::Duration::from_millis(cfg.spool.spill_after_ms),
     };
     let sink_task = tokio::spawn(sink.run(rx, checkpoints.clone()));
     let source = DockerJsonSource {

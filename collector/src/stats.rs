@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
+use std::sync::Arc;
+
 use crate::checkpoint::FileCheckpoint;
+use crate::sinks::spooled::SpoolHandle;
 
 /// Monotonic counters since start, the Kafka delivery latency, and the acknowledged position
 /// of every tailed file.
@@ -20,6 +23,8 @@ pub struct Stats {
     /// The last stored checkpoint of each tailed file, by container ID (lag = file size −
     /// offset).
     acked: Mutex<BTreeMap<String, FileCheckpoint>>,
+    /// The log spool, for its size and spooled-event count.
+    spool: Mutex<Option<Arc<SpoolHandle>>>,
     bytes_read: AtomicU64,
     events_read: AtomicU64,
     events_sent: AtomicU64,
@@ -39,6 +44,7 @@ impl Default for Stats {
         Stats {
             delivery_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
             acked: Mutex::new(BTreeMap::new()),
+            spool: Mutex::new(None),
             bytes_read: AtomicU64::new(0),
             events_read: AtomicU64::new(0),
             events_sent: AtomicU64::new(0),
@@ -65,6 +71,26 @@ impl Stats {
     pub fn set_acked(&self, files: &BTreeMap<String, FileCheckpoint>) {
         if let Ok(mut a) = self.acked.lock() {
             a.clone_from(files);
+        }
+    }
+
+    /// Attaches the log spool (for `/metrics`).
+    pub fn set_spool(&self, spool: Arc<SpoolHandle>) {
+        if let Ok(mut s) = self.spool.lock() {
+            *s = Some(spool);
+        }
+    }
+
+    /// (un-acknowledged bytes in the spool, events spooled since start, spooling now);
+    /// zeros without a spool.
+    pub fn spool_state(&self) -> (u64, u64, bool) {
+        match self.spool.lock().ok().and_then(|s| s.clone()) {
+            Some(h) => (
+                h.bytes(),
+                h.events_spooled.load(Ordering::Relaxed),
+                h.spooling(),
+            ),
+            None => (0, 0, false),
         }
     }
 

@@ -8,6 +8,7 @@
 //!   `docker_events` audit events);
 //! - `parse_errors_total`, `bytes_read_total` (bytes of log files), `kafka_messages_sent_total`,
 //!   `kafka_send_retries_total`, `checkpoint_errors_total`, `engine_errors_total`;
+//! - `events_spooled_total`, `spool_bytes`, `spooling` (1 while batches go to the disk spool);
 //! - `kafka_delivery_latency_seconds` (histogram: hand-off to the producer → acknowledgement);
 //! - `file_lag_bytes{container_id,path}`: bytes of each tailed file after its acknowledged
 //!   checkpoint (its size now − the stored offset), computed at scrape time.
@@ -118,6 +119,28 @@ impl Collector for StatsCollector {
             ),
         ] {
             counter(&mut enc, name, help, &[(&[], v)])?;
+        }
+        let (spool_bytes, spooled, spooling) = self.0.spool_state();
+        counter(
+            &mut enc,
+            "sightline_collector_events_spooled",
+            "Log events written to the disk spool while Kafka was behind.",
+            &[(&[], spooled)],
+        )?;
+        for (name, help, v) in [
+            (
+                "sightline_collector_spool_bytes",
+                "Bytes in the disk spool not yet acknowledged by Kafka.",
+                spool_bytes as i64,
+            ),
+            (
+                "sightline_collector_spooling",
+                "1 while log batches go to the disk spool instead of Kafka.",
+                spooling as i64,
+            ),
+        ] {
+            let g = ConstGauge::new(v);
+            g.encode(enc.encode_descriptor(name, help, None, g.metric_type())?)?;
         }
         let h = &self.0.delivery_seconds;
         let m = enc.encode_descriptor(

@@ -20,6 +20,7 @@ fn cfg(segment_bytes: u64, max_bytes: u64) -> SpoolConfig {
         max_bytes,
         segment_bytes,
         fsync: FsyncPolicy::Always,
+        ..SpoolConfig::default()
     }
 }
 

@@ -29,6 +29,8 @@ use crate::config::{BatchConfig, KafkaConfig};
 use crate::sources::Chunk;
 use crate::stats::Stats;
 
+use super::spooled::SpoolHandle;
+
 /// Sink start-up errors.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -132,11 +134,26 @@ async fn create_topic(cfg: &KafkaConfig) {
 }
 
 /// One Kafka message: events of one partition, encoded.
-struct Batch {
-    partition: i32,
-    key: Option<String>,
-    payload: Vec<u8>,
-    events: u64,
+/// One Kafka message of log events.
+pub(crate) struct Batch {
+    pub(crate) partition: i32,
+    pub(crate) key: Option<String>,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) events: u64,
+}
+
+/// The headers of a log message: content type and schema version.
+pub(crate) fn log_headers() -> OwnedHeaders {
+    let version = SCHEMA_VERSION.to_string();
+    OwnedHeaders::new()
+        .insert(Header {
+            key: CONTENT_TYPE_HEADER,
+            value: Some(CONTENT_TYPE_OTLP_LOGS),
+        })
+        .insert(Header {
+            key: SCHEMA_HEADER,
+            value: Some(version.as_str()),
+        })
 }
 
 struct Generation {
@@ -181,6 +198,10 @@ pub struct KafkaSink {
     pub store: CheckpointStore,
     /// Counters.
     pub stats: Arc<Stats>,
+    /// The disk spool, when `spool.enabled` (see [`super::spooled`]).
+    pub spool: Option<Arc<SpoolHandle>>,
+    /// Spool a batch Kafka has not acknowledged after this long (`spool.spill_after_ms`).
+    pub spill_after: Duration,
 }
 
 impl KafkaSink {
@@ -251,9 +272,17 @@ impl KafkaSink {
             }
         }
         let mut batches = Vec::with_capacity(sealed.len());
-        for batch in sealed.drain(..) {
-            let fut = self.send(&batch).await;
-            batches.push((batch, fut));
+        match &self.spool {
+            Some(spool) if spool.spooling() => {
+                // Kafka is behind: these go to disk, in order after what is already there.
+                spool.append(std::mem::take(sealed)).await;
+            }
+            _ => {
+                for batch in sealed.drain(..) {
+                    let fut = self.send(&batch).await;
+                    batches.push((batch, fut));
+                }
+            }
         }
         let generation = Generation {
             batches,
@@ -266,17 +295,8 @@ impl KafkaSink {
 
     /// Enqueues one message; waits while librdkafka's queue is full.
     async fn send(&self, b: &Batch) -> DeliveryFuture {
-        let version = SCHEMA_VERSION.to_string();
         loop {
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: CONTENT_TYPE_HEADER,
-                    value: Some(CONTENT_TYPE_OTLP_LOGS),
-                })
-                .insert(Header {
-                    key: SCHEMA_HEADER,
-                    value: Some(version.as_str()),
-                });
+            let headers = log_headers();
             let mut rec = FutureRecord::<str, [u8]>::to(&self.topic)
                 .partition(b.partition)
                 .payload(&b.payload)
@@ -318,8 +338,17 @@ impl KafkaSink {
                 }
             };
             let Some(generation) = generation else { break };
-            for (batch, fut) in generation.batches {
-                self.await_delivery(batch, fut, generation.sent_at).await;
+            let mut rest = generation.batches.into_iter();
+            while let Some((batch, fut)) = rest.next() {
+                if let Some(batch) = self.await_delivery(batch, fut, generation.sent_at).await {
+                    // Not acknowledged in time: this batch and the rest of the generation go
+                    // to the spool; their checkpoints then advance.
+                    let spool = self.spool.as_ref().expect("only spilled with a spool");
+                    let mut spill = vec![batch];
+                    spill.extend(rest.by_ref().map(|(b, _)| b));
+                    spool.start_spooling();
+                    spool.append(spill).await;
+                }
             }
             for (key, cp, done) in generation.checkpoints {
                 if done {
@@ -339,25 +368,43 @@ impl KafkaSink {
         }
     }
 
-    async fn await_delivery(&self, batch: Batch, mut fut: DeliveryFuture, sent_at: Instant) {
+    /// Waits for one batch's acknowledgement, sending it again after failures. With a spool,
+    /// gives the batch back (to be spooled) when it is not acknowledged within
+    /// `spill_after` of `sent_at` or its delivery failed; without one, retries forever.
+    async fn await_delivery(
+        &self,
+        batch: Batch,
+        mut fut: DeliveryFuture,
+        sent_at: Instant,
+    ) -> Option<Batch> {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match fut.await {
+            let outcome = match &self.spool {
+                Some(_) => {
+                    let deadline = sent_at + self.spill_after;
+                    match tokio::time::timeout_at(deadline.into(), &mut fut).await {
+                        Ok(r) => r,
+                        Err(_) => return Some(batch),
+                    }
+                }
+                None => (&mut fut).await,
+            };
+            match outcome {
                 Ok(Ok(_)) => {
                     self.stats.observe_delivery(sent_at.elapsed());
                     self.stats.add_events_sent(batch.events);
                     self.stats.add_batches_sent(1);
-                    return;
+                    return None;
                 }
                 Ok(Err((e, _))) => {
-                    tracing::warn!(error = %e, partition = batch.partition, "Kafka delivery failed; sending again")
+                    tracing::warn!(error = %e, partition = batch.partition, "Kafka delivery failed")
                 }
-                Err(_) => tracing::warn!(
-                    partition = batch.partition,
-                    "delivery report lost; sending again"
-                ),
+                Err(_) => tracing::warn!(partition = batch.partition, "delivery report lost"),
             }
             self.stats.add_send_retries(1);
+            if self.spool.is_some() {
+                return Some(batch);
+            }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(10));
             fut = self.send(&batch).await;

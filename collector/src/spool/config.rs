@@ -23,6 +23,11 @@ pub const MAX_SEGMENT_BYTES: u64 = u32::MAX as u64;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SpoolConfig {
+    /// Spool log batches to disk while Kafka does not acknowledge them in time. Default true.
+    pub enabled: bool,
+    /// A log batch not acknowledged by Kafka this long after it was produced goes to the
+    /// spool (with every later batch, until the spool is drained), ms. Default 5000.
+    pub spill_after_ms: u64,
     /// Directory holding the segment files and the ack cursor. Default `<data_dir>/spool`
     /// (see [`SpoolConfig::resolve_dir`]). One collector process per directory.
     pub dir: Option<PathBuf>,
@@ -44,6 +49,8 @@ pub struct SpoolConfig {
 impl Default for SpoolConfig {
     fn default() -> Self {
         SpoolConfig {
+            enabled: true,
+            spill_after_ms: 5000,
             dir: None,
             max_bytes: 1 << 30,
             segment_bytes: 64 << 20,
@@ -89,6 +96,9 @@ pub enum SpoolConfigError {
         "spool.fsync.interval_ms must be at least 1 (use fsync = \"always\" to sync every append)"
     )]
     ZeroInterval,
+    /// `spill_after_ms` is 0.
+    #[error("spool.spill_after_ms must be at least 1")]
+    SpillAfter,
 }
 
 impl SpoolConfig {
@@ -102,6 +112,9 @@ impl SpoolConfig {
                 max_bytes: self.max_bytes,
                 segment_bytes: self.segment_bytes,
             });
+        }
+        if self.spill_after_ms == 0 {
+            return Err(SpoolConfigError::SpillAfter);
         }
         if self.fsync == FsyncPolicy::IntervalMs(0) {
             return Err(SpoolConfigError::ZeroInterval);
@@ -148,6 +161,8 @@ mod tests {
         assert_eq!(
             c,
             SpoolConfig {
+                enabled: true,
+                spill_after_ms: 5000,
                 dir: Some(PathBuf::from("/s")),
                 max_bytes: 10000,
                 segment_bytes: 5000,

@@ -62,6 +62,7 @@ fn config(max: u64) -> SpoolConfig {
         segment_bytes: SEGMENT,
         // Appends are synced on drop; the cursor is always synced.
         fsync: FsyncPolicy::IntervalMs(60_000),
+        ..SpoolConfig::default()
     }
 }
 

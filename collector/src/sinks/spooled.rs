@@ -1,0 +1,312 @@
+//! The log sink's disk spool: where batches go while Kafka is unreachable or slow, and the
+//! task that drains them, oldest first, once it answers again.
+//!
+//! The sink switches to *spooling* when a batch is not acknowledged within
+//! `spool.spill_after_ms` (or its delivery fails): that batch, the rest of its generation and
+//! every later batch are appended to the [`Spool`] (fsynced) instead of produced, and their
+//! checkpoints advance once they are on disk — so the tailers keep reading (Docker's
+//! rotation cannot delete unread lines) until the spool is full, and then stop (backpressure;
+//! nothing is dropped). The drain task produces spooled batches in order and removes them
+//! once Kafka acknowledged them; when the spool is empty the sink produces directly again.
+//!
+//! Batches handed to the producer before the switch may still be delivered by librdkafka
+//! when Kafka returns, besides their spooled copy: the same events twice, with the same event
+//! IDs, which the aggregator drops (at-least-once, deduplicated downstream).
+//!
+//! Spool record (version 1): `[u8 version][i32 LE partition][u64 LE events][u32 LE key
+//! length, u32::MAX = no key][key bytes][OTLP LogsData payload]`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::sync::{watch, Notify};
+
+use super::kafka::{log_headers, Batch};
+use crate::sources::docker_engine::Backoff;
+use crate::spool::{Spool, SpoolError};
+use crate::stats::Stats;
+
+const RECORD_VERSION: u8 = 1;
+
+impl std::fmt::Debug for SpoolHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpoolHandle")
+            .field("spooling", &self.spooling())
+            .field("bytes", &self.bytes())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Encodes a batch as a spool record (see the module docs).
+pub(crate) fn encode_record(b: &Batch) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.payload.len() + 32);
+    out.push(RECORD_VERSION);
+    out.extend_from_slice(&b.partition.to_le_bytes());
+    out.extend_from_slice(&b.events.to_le_bytes());
+    match &b.key {
+        Some(k) => {
+            out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+            out.extend_from_slice(k.as_bytes());
+        }
+        None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
+    }
+    out.extend_from_slice(&b.payload);
+    out
+}
+
+/// Decodes a spool record; `None` when it is not a version-1 record.
+pub(crate) fn decode_record(r: &[u8]) -> Option<Batch> {
+    if r.first() != Some(&RECORD_VERSION) || r.len() < 17 {
+        return None;
+    }
+    let partition = i32::from_le_bytes(r[1..5].try_into().ok()?);
+    let events = u64::from_le_bytes(r[5..13].try_into().ok()?);
+    let klen = u32::from_le_bytes(r[13..17].try_into().ok()?);
+    let (key, rest) = if klen == u32::MAX {
+        (None, &r[17..])
+    } else {
+        let end = 17usize.checked_add(klen as usize)?;
+        let k = std::str::from_utf8(r.get(17..end)?).ok()?.to_string();
+        (Some(k), &r[end..])
+    };
+    Some(Batch {
+        partition,
+        key,
+        payload: rest.to_vec(),
+        events,
+    })
+}
+
+/// The spool shared by the sink (appends) and its drain task.
+pub struct SpoolHandle {
+    spool: Mutex<Spool>,
+    spooling: AtomicBool,
+    has_data: Notify,
+    freed: Notify,
+    bytes: AtomicU64,
+    /// Events appended since start.
+    pub events_spooled: AtomicU64,
+}
+
+impl SpoolHandle {
+    /// Wraps an opened spool; starts in spooling mode when it holds records (a previous run
+    /// left them), so they go out before anything newer.
+    pub fn new(spool: Spool) -> Arc<Self> {
+        let pending = !spool.is_empty();
+        let bytes = spool.bytes();
+        Arc::new(SpoolHandle {
+            spool: Mutex::new(spool),
+            spooling: AtomicBool::new(pending),
+            has_data: Notify::new(),
+            freed: Notify::new(),
+            bytes: AtomicU64::new(bytes),
+            events_spooled: AtomicU64::new(0),
+        })
+    }
+
+    /// Whether new batches must go to the spool (Kafka did not keep up, or the spool still
+    /// holds older batches).
+    pub fn spooling(&self) -> bool {
+        self.spooling.load(Ordering::Acquire)
+    }
+
+    /// Un-acknowledged bytes in the spool.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Switches to spooling (Kafka did not acknowledge in time).
+    pub fn start_spooling(&self) {
+        if !self.spooling.swap(true, Ordering::AcqRel) {
+            tracing::warn!("Kafka is not acknowledging in time: spooling to disk");
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Spool) -> T) -> T {
+        let mut g = self.spool.lock().unwrap_or_else(|p| p.into_inner());
+        let out = f(&mut g);
+        self.bytes.store(g.bytes(), Ordering::Relaxed);
+        out
+    }
+
+    /// Appends batches durably, in order; waits while the spool is full (backpressure).
+    /// Returns when every batch is on disk.
+    pub(crate) async fn append(self: &Arc<Self>, batches: Vec<Batch>) {
+        for b in batches {
+            let record = encode_record(&b);
+            loop {
+                let this = self.clone();
+                let rec = record.clone();
+                let res = tokio::task::spawn_blocking(move || {
+                    this.with(|s| s.append(&rec).and_then(|_| s.sync()))
+                })
+                .await
+                .unwrap_or_else(|e| {
+                    Err(SpoolError::Io {
+                        path: Default::default(),
+                        source: std::io::Error::other(e.to_string()),
+                    })
+                });
+                match res {
+                    Ok(()) => {
+                        self.events_spooled.fetch_add(b.events, Ordering::Relaxed);
+                        self.has_data.notify_one();
+                        break;
+                    }
+                    Err(SpoolError::Full { .. }) => {
+                        // Wait for the drain task to free space (or re-check shortly).
+                        let _ = tokio::time::timeout(Duration::from_secs(1), self.freed.notified())
+                            .await;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot write to the spool; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Produces spooled batches in order until `shutdown`; acknowledges them in the spool
+    /// once Kafka did; leaves spooling mode when the spool is empty.
+    pub async fn drain(
+        self: Arc<Self>,
+        producer: FutureProducer,
+        topic: String,
+        stats: Arc<Stats>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut backoff = Backoff::new(Duration::from_secs(5));
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let this = self.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                this.with(|s| {
+                    if s.is_empty() {
+                        Ok(Vec::new())
+                    } else {
+                        s.read_next(64, 8 << 20)
+                    }
+                })
+            })
+            .await
+            .unwrap_or_else(|_| Ok(Vec::new()));
+            let records = match read {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the spool; retrying");
+                    if sleep_or_shutdown(&mut shutdown, backoff.next_delay()).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if records.is_empty() {
+                if self.spooling.swap(false, Ordering::AcqRel) {
+                    tracing::info!("spool drained: producing to Kafka directly again");
+                }
+                tokio::select! {
+                    _ = self.has_data.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            let mut futures = Vec::with_capacity(records.len());
+            let mut last = None;
+            let mut events = 0;
+            for (id, rec) in &records {
+                let Some(b) = decode_record(rec) else {
+                    tracing::error!("spool record of an unknown version; skipped");
+                    last = Some(*id);
+                    continue;
+                };
+                let mut fr = FutureRecord::<str, [u8]>::to(&topic)
+                    .partition(b.partition)
+                    .payload(&b.payload)
+                    .headers(log_headers());
+                if let Some(k) = &b.key {
+                    fr = fr.key(k.as_str());
+                }
+                events += b.events;
+                let fut = loop {
+                    match producer.send_result(fr) {
+                        Ok(f) => break Some(f),
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                            fr = back;
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        Err((e, _)) => {
+                            tracing::warn!(error = %e, "cannot enqueue a spooled batch");
+                            break None;
+                        }
+                    }
+                };
+                futures.push(fut);
+                last = Some(*id);
+            }
+            let mut ok = true;
+            for f in futures {
+                match f {
+                    Some(f) => ok &= matches!(f.await, Ok(Ok(_))),
+                    None => ok = false,
+                }
+            }
+            if !ok {
+                stats.add_send_retries(1);
+                tracing::warn!("Kafka did not take spooled batches; retrying");
+                self.with(|s| s.rewind());
+                if sleep_or_shutdown(&mut shutdown, backoff.next_delay()).await {
+                    return;
+                }
+                continue;
+            }
+            backoff.reset();
+            stats.add_events_sent(events);
+            if let Some(id) = last {
+                let this = self.clone();
+                let res = tokio::task::spawn_blocking(move || this.with(|s| s.ack(id))).await;
+                if let Ok(Err(e)) = res {
+                    tracing::error!(error = %e, "cannot acknowledge in the spool");
+                }
+                self.freed.notify_waiters();
+            }
+        }
+    }
+}
+
+async fn sleep_or_shutdown(shutdown: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *shutdown.borrow(),
+        _ = shutdown.changed() => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_round_trip() {
+        for key in [None, Some("req-1".to_string()), Some(String::new())] {
+            let b = Batch {
+                partition: 3,
+                key: key.clone(),
+                payload: vec![1, 2, 3, 0, 255],
+                events: 42,
+            };
+            let back = decode_record(&encode_record(&b)).unwrap();
+            assert_eq!(
+                (back.partition, back.key, back.payload, back.events),
+                (3, key, vec![1, 2, 3, 0, 255], 42)
+            );
+        }
+        assert!(decode_record(&[2, 0, 0]).is_none());
+        assert!(decode_record(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0]).is_none());
+    }
+}
