@@ -2,7 +2,9 @@
 
 pub mod docker_engine;
 pub mod docker_json;
+pub mod ecs_logs;
 pub mod ecs_metadata;
+pub mod file_identity;
 pub mod stats_math;
 
 use std::sync::Arc;
