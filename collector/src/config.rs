@@ -92,6 +92,9 @@ pub struct CollectorConfig {
     pub ecs_metadata: crate::sources::ecs_metadata::EcsMetadataConfig,
     /// The disk spool for log batches while Kafka is unreachable or slow.
     pub spool: crate::spool::SpoolConfig,
+    /// The ECS container agent's log files (`/var/log/ecs`): agent and init logs as log
+    /// events, the credentials audit log as audit events.
+    pub ecs_logs: crate::sources::ecs_logs::EcsLogsConfig,
 }
 
 /// `[telemetry]`: the collector's own HTTP endpoint.
@@ -117,6 +120,7 @@ impl Default for CollectorConfig {
             telemetry: TelemetryConfig::default(),
             ecs_metadata: Default::default(),
             spool: Default::default(),
+            ecs_logs: Default::default(),
         }
     }
 }
@@ -310,6 +314,7 @@ impl CollectorConfig {
             }
         }
         self.ecs_metadata.validate()?;
+        self.ecs_logs.validate()?;
         self.spool
             .validate()
             .map_err(|e| invalid("spool", e.to_string()))?;

@@ -195,7 +195,7 @@ pub async fn run(
         }
         None => {}
     }
-    drop((audit_tx, metrics_tx));
+    drop(metrics_tx);
 
     let spool = if cfg.spool.enabled {
         let dir = cfg.spool.resolve_dir(&cfg.data_dir);
@@ -232,6 +232,29 @@ pub async fn run(
         spill_after: std::time::Duration::from_millis(cfg.spool.spill_after_ms),
     };
     let sink_task = tokio::spawn(sink.run(rx, checkpoints.clone()));
+
+    // The ECS agent's own log files (agent, init, credentials audit), when present.
+    let ecs_logs = sources::ecs_logs::EcsLogsSource {
+        cfg: cfg.ecs_logs.clone(),
+        host: host_name(&cfg),
+        extractor: extractor.clone(),
+        stats: stats.clone(),
+        partitions,
+        max_part_bytes: cfg.batch.max_bytes,
+    };
+    let ecs_checkpoints = checkpoints
+        .iter()
+        .filter(|(k, _)| k.starts_with("ecs:"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let audit_checkpoints = sinks::records::audit_file_store(&cfg.data_dir)?.load()?;
+    tasks.push(tokio::spawn(ecs_logs.run(
+        ecs_checkpoints,
+        audit_checkpoints,
+        tx.clone(),
+        audit_tx,
+        shutdown.clone(),
+    )));
     let source = DockerJsonSource {
         cfg: cfg.docker.clone(),
         host: host_name(&cfg),

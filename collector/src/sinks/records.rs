@@ -44,7 +44,7 @@ pub enum AuditPosition {
     DockerEvents(u64),
     /// A log file (the ECS credentials audit log): its checkpoint key and checkpoint.
     File {
-        /// Checkpoint key, e.g. `ecs:audit`.
+        /// Checkpoint key, e.g. `ecs:audit.log`.
         key: Arc<str>,
         /// Offset after this event's line.
         checkpoint: FileCheckpoint,
