@@ -28,7 +28,6 @@ pub mod telemetry;
 
 use std::sync::Arc;
 
-use rdkafka::producer::FutureProducer;
 use tokio::sync::{mpsc, watch};
 
 use checkpoint::{CheckpointError, CheckpointStore, CursorStore};
@@ -95,9 +94,9 @@ pub async fn run(
     let extractor = Arc::new(parse::app::Extractor::new(&cfg.correlation)?);
     let store = CheckpointStore::open(&cfg.data_dir)?;
     let checkpoints = store.load()?;
-    let producer: FutureProducer = producer_config(&cfg.kafka)
-        .create()
+    let handle = sinks::producer::ProducerHandle::new(producer_config(&cfg.kafka))
         .map_err(SinkError::Client)?;
+    let producer = handle.producer();
     let partitions = ensure_topic(&producer, &cfg.kafka, &mut shutdown).await?;
     tracing::info!(topic = %cfg.kafka.topic, partitions, brokers = %cfg.kafka.brokers, "connected to Kafka");
 
@@ -124,7 +123,7 @@ pub async fn run(
     let cursors = CursorStore::open(&cfg.data_dir)?;
     let since = cursors.load()?.get(DOCKER_EVENTS_CURSOR).copied();
     let records = RecordSink {
-        producer: producer.clone(),
+        producer: handle.clone(),
         metrics_topic: cfg.kafka.metrics_topic.clone(),
         audit_topic: cfg.kafka.audit_topic.clone(),
         stats: stats.clone(),
@@ -207,22 +206,22 @@ pub async fn run(
         if !opened.is_empty() {
             tracing::info!(records = opened.records(), bytes = opened.bytes(), dir = %dir.display(), "spool holds batches from an earlier run: sending them first");
         }
-        let handle = sinks::spooled::SpoolHandle::new(opened);
-        tasks.push(tokio::spawn(handle.clone().drain(
-            producer.clone(),
+        let spool_handle = sinks::spooled::SpoolHandle::new(opened);
+        tasks.push(tokio::spawn(spool_handle.clone().drain(
+            handle.clone(),
             cfg.kafka.topic.clone(),
             stats.clone(),
             shutdown.clone(),
         )));
-        stats.set_spool(handle.clone());
-        Some(handle)
+        stats.set_spool(spool_handle.clone());
+        Some(spool_handle)
     } else {
         None
     };
 
     let (tx, rx) = mpsc::channel(8);
     let sink = KafkaSink {
-        producer,
+        producer: handle,
         topic: cfg.kafka.topic.clone(),
         partitions,
         batch: cfg.batch.clone(),

@@ -11,6 +11,7 @@
 pub mod api;
 pub mod docker;
 pub mod kafka;
+pub mod proxy;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -184,14 +185,29 @@ impl Broker {
     /// Starts tansu and waits until its port accepts connections.
     pub fn start(env: &Env, log_dir: &Path) -> Broker {
         let port = free_port();
+        Self::spawn(env, log_dir, port, port)
+    }
+
+    /// Starts tansu behind a [`proxy::Proxy`]: clients bootstrap through the proxy and the
+    /// broker advertises the proxy's port, so pausing the proxy cuts every client off.
+    pub fn start_behind_proxy(env: &Env, log_dir: &Path) -> (Broker, proxy::Proxy) {
+        let port = free_port();
+        let proxy = proxy::Proxy::start(format!("127.0.0.1:{port}"));
+        let mut broker = Self::spawn(env, log_dir, port, proxy.port);
+        broker.addr = format!("127.0.0.1:{}", proxy.port);
+        (broker, proxy)
+    }
+
+    fn spawn(env: &Env, log_dir: &Path, port: u16, advertised: u16) -> Broker {
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised = format!("tcp://127.0.0.1:{advertised}");
         let mut cmd = Command::new(&env.tansu);
         cmd.args([
             "broker",
             "--listener-url",
             &url,
             "--advertised-listener-url",
-            &url,
+            &advertised,
             "--storage-engine",
             "memory://tansu/",
         ]);

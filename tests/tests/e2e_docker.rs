@@ -20,6 +20,7 @@ fn containers_dir() -> String {
 struct Stack {
     dir: tempfile::TempDir,
     broker: Broker,
+    proxy: Option<sightline_tests::proxy::Proxy>,
     topic: String,
     api: String,
     listen: String,
@@ -30,8 +31,22 @@ struct Stack {
 
 impl Stack {
     fn new(env: &Env, run: &str, extra_collector_toml: &str) -> Stack {
+        Self::build(env, run, extra_collector_toml, false)
+    }
+
+    /// Like [`Stack::new`], with the broker behind a proxy the test can pause.
+    fn proxied(env: &Env, run: &str, extra_collector_toml: &str) -> Stack {
+        Self::build(env, run, extra_collector_toml, true)
+    }
+
+    fn build(env: &Env, run: &str, extra_collector_toml: &str, proxied: bool) -> Stack {
         let dir = tempfile::tempdir().unwrap();
-        let broker = Broker::start(env, dir.path());
+        let (broker, proxy) = if proxied {
+            let (b, p) = Broker::start_behind_proxy(env, dir.path());
+            (b, Some(p))
+        } else {
+            (Broker::start(env, dir.path()), None)
+        };
         let topic = format!("e2e-{run}");
         let collector_config = dir.path().join("collector.toml");
         std::fs::write(
@@ -67,6 +82,7 @@ linger_ms = 50
             listen,
             dir,
             broker,
+            proxy,
             topic,
             collector: None,
             aggregator: None,
@@ -316,4 +332,88 @@ fn sigkill_restarts_keep_every_line_exactly_once() {
             .collect();
         stack.assert_correlation(&id, &expected, false);
     }
+}
+
+fn scrape_value(port: u16, metric: &str) -> Option<f64> {
+    let text = ureq::get(format!("http://127.0.0.1:{port}/metrics"))
+        .call()
+        .ok()?
+        .body_mut()
+        .read_to_string()
+        .ok()?;
+    text.lines().find_map(|l| {
+        l.strip_prefix(metric)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+#[test]
+fn broker_outage_spools_and_delivers_exactly_once() {
+    let Some(env) = Env::get() else { return };
+    let run = run_id();
+    let metrics_port = free_port();
+    // Kafka's message timeout (5 s) is far shorter than the outage (15 s).
+    let extra = format!(
+        r#"[kafka.client]
+"message.timeout.ms" = "5000"
+
+[spool]
+spill_after_ms = 1000
+
+[telemetry]
+listen = "127.0.0.1:{metrics_port}"
+"#
+    );
+    let stack = Stack::proxied(&env, &run, &extra);
+    wait_for(Duration::from_secs(60), || {
+        scrape_value(metrics_port, "sightline_collector_spooling")
+    })
+    .expect("collector /metrics");
+    let name = format!("outage-{run}");
+    let (n, ids) = (6000, 20);
+    // About 12 s of steady logging: 100 lines, then a 0.2 s pause.
+    let script = format!(
+        r#"i=0; while [ $i -lt {n} ]; do echo "line $i x-correlation-id={run}-k$((i % {ids})) payload"; i=$((i+1)); if [ $((i % 100)) -eq 0 ]; then sleep 0.2; fi; done"#
+    );
+    let c = docker::run(RunOpts {
+        name: &name,
+        labels: vec![format!("com.docker.compose.service={name}")],
+        script: &script,
+        ..Default::default()
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let proxy = stack.proxy.as_ref().unwrap();
+    proxy.pause();
+    std::thread::sleep(Duration::from_secs(15));
+    // While Kafka was unreachable, the lines went to the disk spool.
+    let spooled = scrape_value(metrics_port, "sightline_collector_events_spooled_total").unwrap();
+    assert!(
+        spooled > 0.0,
+        "nothing spooled during the outage\n{}",
+        stack.logs()
+    );
+    assert_eq!(
+        scrape_value(metrics_port, "sightline_collector_spooling"),
+        Some(1.0)
+    );
+    proxy.resume();
+    assert_eq!(c.wait(), 0);
+    for k in 0..ids {
+        let id = format!("{run}-k{k}");
+        let expected: Vec<String> = (0..n)
+            .filter(|i| i % ids == k)
+            .map(|i| format!("line {i} x-correlation-id={id} payload"))
+            .collect();
+        stack.assert_correlation(&id, &expected, false);
+    }
+    // The spool drained and the sink produces directly again.
+    let drained = wait_for(Duration::from_secs(60), || {
+        (scrape_value(metrics_port, "sightline_collector_spool_bytes") == Some(0.0)
+            && scrape_value(metrics_port, "sightline_collector_spooling") == Some(0.0))
+        .then_some(())
+    });
+    assert!(drained.is_some(), "spool not drained\n{}", stack.logs());
 }

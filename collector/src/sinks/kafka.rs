@@ -29,6 +29,7 @@ use crate::config::{BatchConfig, KafkaConfig};
 use crate::sources::Chunk;
 use crate::stats::Stats;
 
+use super::producer::ProducerHandle;
 use super::spooled::SpoolHandle;
 
 /// Sink start-up errors.
@@ -157,7 +158,7 @@ pub(crate) fn log_headers() -> OwnedHeaders {
 }
 
 struct Generation {
-    batches: Vec<(Batch, DeliveryFuture)>,
+    batches: Vec<(Batch, (u64, DeliveryFuture))>,
     checkpoints: Vec<(Arc<str>, Option<FileCheckpoint>, bool)>,
     /// When the batches were handed to the producer.
     sent_at: Instant,
@@ -186,8 +187,8 @@ impl Open {
 
 /// The running sink.
 pub struct KafkaSink {
-    /// Connected producer.
-    pub producer: FutureProducer,
+    /// The shared producer (replaced after a fatal error).
+    pub producer: Arc<ProducerHandle>,
     /// Topic.
     pub topic: String,
     /// Partition count of the topic.
@@ -294,7 +295,8 @@ impl KafkaSink {
     }
 
     /// Enqueues one message; waits while librdkafka's queue is full.
-    async fn send(&self, b: &Batch) -> DeliveryFuture {
+    /// Returns the producer generation that took the message, and its delivery future.
+    async fn send(&self, b: &Batch) -> (u64, DeliveryFuture) {
         loop {
             let headers = log_headers();
             let mut rec = FutureRecord::<str, [u8]>::to(&self.topic)
@@ -304,8 +306,9 @@ impl KafkaSink {
             if let Some(k) = &b.key {
                 rec = rec.key(k.as_str());
             }
-            match self.producer.send_result(rec) {
-                Ok(f) => return f,
+            let (generation, producer) = self.producer.get();
+            match producer.send_result(rec) {
+                Ok(f) => return (generation, f),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
@@ -374,10 +377,11 @@ impl KafkaSink {
     async fn await_delivery(
         &self,
         batch: Batch,
-        mut fut: DeliveryFuture,
+        sent: (u64, DeliveryFuture),
         sent_at: Instant,
     ) -> Option<Batch> {
         let mut backoff = Duration::from_millis(100);
+        let (mut generation, mut fut) = sent;
         loop {
             let outcome = match &self.spool {
                 Some(_) => {
@@ -389,7 +393,7 @@ impl KafkaSink {
                 }
                 None => (&mut fut).await,
             };
-            match outcome {
+            let error = match outcome {
                 Ok(Ok(_)) => {
                     self.stats.observe_delivery(sent_at.elapsed());
                     self.stats.add_events_sent(batch.events);
@@ -397,17 +401,22 @@ impl KafkaSink {
                     return None;
                 }
                 Ok(Err((e, _))) => {
-                    tracing::warn!(error = %e, partition = batch.partition, "Kafka delivery failed")
+                    tracing::warn!(error = %e, partition = batch.partition, "Kafka delivery failed");
+                    Some(e)
                 }
-                Err(_) => tracing::warn!(partition = batch.partition, "delivery report lost"),
-            }
+                Err(_) => {
+                    tracing::warn!(partition = batch.partition, "delivery report lost");
+                    None
+                }
+            };
             self.stats.add_send_retries(1);
+            self.producer.recover(generation, error.as_ref());
             if self.spool.is_some() {
                 return Some(batch);
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(10));
-            fut = self.send(&batch).await;
+            (generation, fut) = self.send(&batch).await;
         }
     }
 

@@ -2,5 +2,6 @@
 //! once Kafka has acknowledged them.
 
 pub mod kafka;
+pub mod producer;
 pub mod records;
 pub mod spooled;

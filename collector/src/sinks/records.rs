@@ -20,7 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
+
+use super::producer::ProducerHandle;
 use rdkafka::util::Timeout;
 use sightline_model::kafka::{
     CONTENT_TYPE_HEADER, CONTENT_TYPE_OTLP_LOGS, CONTENT_TYPE_OTLP_METRICS, SCHEMA_HEADER,
@@ -69,7 +71,7 @@ pub fn audit_file_store(data_dir: &std::path::Path) -> Result<CheckpointStore, C
 #[derive(Clone)]
 pub struct RecordSink {
     /// The producer (shared with the log sink).
-    pub producer: FutureProducer,
+    pub producer: Arc<ProducerHandle>,
     /// Topic for metric samples.
     pub metrics_topic: String,
     /// Topic for audit events.
@@ -126,8 +128,8 @@ impl RecordSink {
                 .key(key)
                 .payload(payload)
                 .headers(headers(content_type));
-            match self
-                .producer
+            let (generation, producer) = self.producer.get();
+            match producer
                 .send(rec, Timeout::After(Duration::from_secs(30)))
                 .await
             {
@@ -137,6 +139,7 @@ impl RecordSink {
                 }
                 Err((e, _)) => {
                     self.stats.add_send_retries(1);
+                    self.producer.recover(generation, Some(&e));
                     tracing::warn!(%topic, error = %e, "Kafka did not take the record; retrying");
                 }
             }

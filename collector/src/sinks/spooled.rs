@@ -21,10 +21,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use tokio::sync::{watch, Notify};
 
 use super::kafka::{log_headers, Batch};
+use super::producer::ProducerHandle;
 use crate::sources::docker_engine::Backoff;
 use crate::spool::{Spool, SpoolError};
 use crate::stats::Stats;
@@ -174,7 +175,7 @@ impl SpoolHandle {
     /// once Kafka did; leaves spooling mode when the spool is empty.
     pub async fn drain(
         self: Arc<Self>,
-        producer: FutureProducer,
+        producer: Arc<ProducerHandle>,
         topic: String,
         stats: Arc<Stats>,
         mut shutdown: watch::Receiver<bool>,
@@ -217,6 +218,7 @@ impl SpoolHandle {
                 }
                 continue;
             }
+            let (generation, kafka) = producer.get();
             let mut futures = Vec::with_capacity(records.len());
             let mut last = None;
             let mut events = 0;
@@ -235,7 +237,7 @@ impl SpoolHandle {
                 }
                 events += b.events;
                 let fut = loop {
-                    match producer.send_result(fr) {
+                    match kafka.send_result(fr) {
                         Ok(f) => break Some(f),
                         Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                             fr = back;
@@ -251,14 +253,23 @@ impl SpoolHandle {
                 last = Some(*id);
             }
             let mut ok = true;
+            let mut error = None;
             for f in futures {
                 match f {
-                    Some(f) => ok &= matches!(f.await, Ok(Ok(_))),
+                    Some(f) => match f.await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err((e, _))) => {
+                            ok = false;
+                            error = Some(e);
+                        }
+                        Err(_) => ok = false,
+                    },
                     None => ok = false,
                 }
             }
             if !ok {
                 stats.add_send_retries(1);
+                producer.recover(generation, error.as_ref());
                 tracing::warn!("Kafka did not take spooled batches; retrying");
                 self.with(|s| s.rewind());
                 if sleep_or_shutdown(&mut shutdown, backoff.next_delay()).await {
