@@ -275,6 +275,66 @@ impl Default for BatchConfig {
     }
 }
 
+/// Replaces environment references in config text, as Vector and Fluent Bit do: `${VAR}`
+/// (an error when `VAR` is unset), `${VAR:-default}` (the default when unset or empty), and
+/// `$$` for a literal `$`. A `$` followed by anything else is kept. Values are inserted
+/// verbatim (quote them in the TOML as needed).
+///
+/// Errors: [`ConfigError::Invalid`] naming the variable and its line for an unset variable
+/// without default, or an unterminated `${`.
+pub fn interpolate_env(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let line = text[..text.len() - rest.len() + i].matches('\n').count() + 1;
+        if let Some(r) = after.strip_prefix('$') {
+            out.push('$');
+            rest = r;
+        } else if let Some(r) = after.strip_prefix('{') {
+            let Some(end) = r.find('}') else {
+                return Err(invalid(
+                    format!("line {line}"),
+                    "unterminated ${ in the config",
+                ));
+            };
+            let expr = &r[..end];
+            let (name, default) = match expr.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (expr, None),
+            };
+            let valid =
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !valid {
+                return Err(invalid(
+                    format!("line {line}"),
+                    format!("`${{{expr}}}` is not an environment variable reference"),
+                ));
+            }
+            match (lookup(name).filter(|v| !v.is_empty() || default.is_none()), default) {
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => {
+                    return Err(invalid(
+                        format!("line {line}"),
+                        format!("environment variable {name} is not set (use ${{{name}:-default}} for a default)"),
+                    ))
+                }
+            }
+            rest = &r[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 impl CollectorConfig {
     /// Reads and parses a TOML file (no validation: call [`CollectorConfig::validate`]).
     pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
@@ -291,9 +351,11 @@ impl CollectorConfig {
         })
     }
 
-    /// Parses TOML text.
+    /// Parses TOML text, after replacing `${VAR}` and `${VAR:-default}` with the process
+    /// environment's values (see [`interpolate_env`]).
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let text = interpolate_env(text, |k| std::env::var(k).ok())?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: PathBuf::new(),
             message: e.to_string(),
         })
@@ -399,6 +461,27 @@ mod tests {
             CollectorConfig::from_toml("[[correlation.patterns]]\nregex = 'blk_(['\n").unwrap();
         let msg = cfg.validate().unwrap_err().to_string();
         assert!(msg.contains("correlation.patterns[0].regex"), "{msg}");
+    }
+
+    #[test]
+    fn environment_references_are_replaced() {
+        let env = |k: &str| match k {
+            "BROKERS" => Some("k1:9092,k2:9092".to_string()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        let text = "brokers = \"${BROKERS}\"\nx = \"${EMPTY:-d}\"\ny = \"${NOPE:-fallback}\"\nz = \"$$HOME $x\"";
+        assert_eq!(
+            interpolate_env(text, env).unwrap(),
+            "brokers = \"k1:9092,k2:9092\"\nx = \"d\"\ny = \"fallback\"\nz = \"$HOME $x\""
+        );
+        let err = interpolate_env("a = 1\nb = \"${MISSING}\"", env).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid config: line 2: environment variable MISSING is not set (use ${MISSING:-default} for a default)"
+        );
+        assert!(interpolate_env("a = \"${OPEN\"", env).is_err());
+        assert!(interpolate_env("a = \"${BAD NAME}\"", env).is_err());
     }
 
     #[test]

@@ -196,6 +196,7 @@ pub async fn run(
     }
     drop(metrics_tx);
 
+    stats.set_spool(None); // a reload: the previous run's spool is closed first
     let spool = if cfg.spool.enabled {
         let dir = cfg.spool.resolve_dir(&cfg.data_dir);
         let opened =
@@ -213,7 +214,7 @@ pub async fn run(
             stats.clone(),
             shutdown.clone(),
         )));
-        stats.set_spool(spool_handle.clone());
+        stats.set_spool(Some(spool_handle.clone()));
         Some(spool_handle)
     } else {
         None

@@ -9,7 +9,7 @@ use sightline_collector::config::CollectorConfig;
 use sightline_collector::stats::Stats;
 
 /// Tails Docker json-file container logs, extracts correlation IDs, and ships them to Kafka.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(
     name = "sightline-collector",
     version,
@@ -25,7 +25,13 @@ use sightline_collector::stats::Stats;
   sightline-collector --containers-dir /mnt/host/var/lib/docker/containers \\
       --data-dir /var/lib/sightline-collector --brokers 127.0.0.1:9092
 
-Environment: RUST_LOG (e.g. info, sightline_collector=debug)."
+SIGNALS:
+  SIGTERM, SIGINT  flush to Kafka (or the spool), write checkpoints, exit.
+  SIGHUP           re-read and validate the config file; when valid, restart the pipeline
+                   with it from its checkpoints (no line lost or repeated); else keep running.
+
+Environment: RUST_LOG (e.g. info, sightline_collector=debug); in the config file,
+${VAR} and ${VAR:-default} are replaced by environment variables."
 )]
 struct Args {
     /// TOML configuration file; flags below override it.
@@ -96,29 +102,73 @@ fn main() -> ExitCode {
         println!("configuration OK");
         return ExitCode::SUCCESS;
     }
-    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stats = Arc::new(Stats::default());
     rt.block_on(async move {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down: flushing to Kafka and writing checkpoints");
-            let _ = tx.send(true);
-        });
-        match sightline_collector::run(cfg, Arc::new(Stats::default()), rx).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
+        let mut cfg = cfg;
+        loop {
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<CollectorConfig>(1);
+            let signals = tokio::spawn(signal_loop(args.clone(), tx, reload_tx));
+            let result = sightline_collector::run(cfg.clone(), stats.clone(), rx).await;
+            signals.abort();
+            if let Err(e) = result {
                 eprintln!("error: {e}");
-                ExitCode::FAILURE
+                return ExitCode::FAILURE;
+            }
+            match reload_rx.try_recv() {
+                Ok(new_cfg) => {
+                    tracing::info!(
+                        "configuration reloaded: restarting the pipeline from its checkpoints"
+                    );
+                    cfg = new_cfg;
+                }
+                Err(_) => return ExitCode::SUCCESS,
             }
         }
     })
 }
 
-async fn shutdown_signal() {
+/// Waits for signals: SIGTERM or SIGINT stop the collector; SIGHUP re-reads the
+/// configuration and, when it is valid, stops the pipeline cleanly (flush, checkpoints) so
+/// `main` restarts it with the new configuration from where it stopped. An invalid
+/// configuration is logged and the running one kept.
+async fn signal_loop(
+    args: Args,
+    stop: tokio::sync::watch::Sender<bool>,
+    reload: tokio::sync::mpsc::Sender<CollectorConfig>,
+) {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = hup.recv() => {
+                match load(&args) {
+                    Ok(cfg) => {
+                        tracing::info!("SIGHUP: configuration valid; reloading");
+                        let _ = reload.send(cfg).await;
+                        let _ = stop.send(true);
+                        return;
+                    }
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: configuration invalid; keeping the running one"),
+                }
+            }
+        }
     }
+    tracing::info!("shutting down: flushing to Kafka and writing checkpoints");
+    let _ = stop.send(true);
 }

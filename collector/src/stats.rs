@@ -74,10 +74,11 @@ impl Stats {
         }
     }
 
-    /// Attaches the log spool (for `/metrics`).
-    pub fn set_spool(&self, spool: Arc<SpoolHandle>) {
+    /// Attaches the log spool (for `/metrics`), or detaches it (`None`, before a reload
+    /// opens the spool again).
+    pub fn set_spool(&self, spool: Option<Arc<SpoolHandle>>) {
         if let Ok(mut s) = self.spool.lock() {
-            *s = Some(spool);
+            *s = spool;
         }
     }
 
