@@ -10,6 +10,8 @@
 //! cargo bench -p sightline-collector --bench collector_throughput -- --brokers 127.0.0.1:9092 --mb 512
 //! ```
 //! Without `--brokers`, librdkafka's in-process mock cluster is used (its CPU is counted too).
+//! `--config <toml>` starts from a configuration file instead of the defaults. The Docker
+//! engine's events and stats are on whenever the engine's socket exists, as in production.
 
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -110,7 +112,12 @@ fn main() {
     if let Some(m) = &mock {
         m.create_topic(&topic, 6, 1).unwrap();
     }
-    let mut cfg = CollectorConfig::default();
+    // `--config <toml>`: start from a config file (e.g. deploy/collector.toml) instead of
+    // the defaults; the containers directory, data directory and Kafka settings below win.
+    let mut cfg = match arg("--config") {
+        Some(p) => CollectorConfig::from_file(std::path::Path::new(&p)).unwrap(),
+        None => CollectorConfig::default(),
+    };
     cfg.docker.containers_dir = root.path().to_path_buf();
     cfg.data_dir = data.path().to_path_buf();
     cfg.kafka.brokers = brokers.clone();
