@@ -8,12 +8,14 @@
 //!   checkpoints advanced only after Kafka acknowledged;
 //! - [`checkpoint`]: the atomic, versioned checkpoint file;
 //! - [`config`]: the TOML configuration and its validation; [`stats`]: counters.
+//! - [`secret`]: [`secret::SensitiveString`], secrets in config that never print.
 //!
 //! The collector never links tantivy: it is the lean daemonset / sidecar binary.
 
 pub mod checkpoint;
 pub mod config;
 pub mod parse;
+pub mod secret;
 pub mod sinks;
 pub mod sources;
 pub mod stats;

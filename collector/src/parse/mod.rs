@@ -4,5 +4,7 @@
 
 pub mod app;
 pub mod docker_json;
+pub mod multiline;
+pub mod redact;
 pub mod text_scan;
 pub mod timestamp;

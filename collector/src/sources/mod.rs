@@ -1,6 +1,7 @@
 //! Inputs. Each source turns something on the host into [`Chunk`]s of events for the sink.
 
 pub mod docker_json;
+pub mod rate_limit;
 
 use std::sync::Arc;
 
