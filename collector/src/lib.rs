@@ -14,12 +14,14 @@
 //! - [`checkpoint`]: the atomic, versioned checkpoint and cursor files;
 //! - [`telemetry`]: `/metrics` (Prometheus) and `/healthz`;
 //! - [`config`]: the TOML configuration and its validation; [`stats`]: counters.
+//! - [`secret`]: [`secret::SensitiveString`], secrets in config that never print.
 //!
 //! The collector never links tantivy: it is the lean daemonset / sidecar binary.
 
 pub mod checkpoint;
 pub mod config;
 pub mod parse;
+pub mod secret;
 pub mod sinks;
 pub mod sources;
 pub mod spool;

@@ -6,5 +6,7 @@ pub mod app;
 pub mod docker_json;
 pub mod ecs_agent;
 pub mod ecs_audit;
+pub mod multiline;
+pub mod redact;
 pub mod text_scan;
 pub mod timestamp;

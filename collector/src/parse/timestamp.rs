@@ -28,7 +28,7 @@ fn days_from_civil(y: i64, m: u64, d: u64) -> i64 {
 }
 
 /// Parses an RFC 3339 timestamp into ns since the Unix epoch; `None` if it is not one or
-/// lies before 1970.
+/// lies outside what u64 ns hold (before 1970, after 2554-07-21T23:34:33.709551615Z).
 pub fn parse_rfc3339_ns(s: &str) -> Option<u64> {
     let b = s.as_bytes();
     if b.len() >= 20
@@ -58,7 +58,11 @@ pub fn parse_rfc3339_ns(s: &str) -> Option<u64> {
         };
         let days = days_from_civil(y as i64, mo, d);
         let secs = days * 86_400 + (h * 3600 + mi * 60 + se) as i64;
-        return u64::try_from(secs).ok().map(|s| s * 1_000_000_000 + nanos);
+        // Checked: a year past 2554 overflows u64 ns (found by fuzzing).
+        return u64::try_from(secs)
+            .ok()?
+            .checked_mul(1_000_000_000)?
+            .checked_add(nanos);
     }
     let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
     u64::try_from(t.unix_timestamp_nanos()).ok()
@@ -75,6 +79,15 @@ pub fn now_ns() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn last_representable_instant() {
+        assert_eq!(
+            parse_rfc3339_ns("2554-07-21T23:34:33.709551615Z"),
+            Some(u64::MAX)
+        );
+        assert_eq!(parse_rfc3339_ns("2554-07-21T23:34:33.709551616Z"), None);
+    }
 
     #[test]
     fn fast_path_agrees_with_time_crate() {
@@ -99,6 +112,9 @@ mod tests {
             "2019-13-01T11:11:11Z",
             "yesterday",
             "2019-01-01T11:11:11.Z",
+            "4048-05-01T12:00:00Z",
+            "2554-07-21T23:34:34Z",
+            "4048-05-01T12:00:00+01:00",
         ] {
             assert_eq!(parse_rfc3339_ns(bad), None, "{bad}");
         }

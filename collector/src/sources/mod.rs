@@ -5,6 +5,7 @@ pub mod docker_json;
 pub mod ecs_logs;
 pub mod ecs_metadata;
 pub mod file_identity;
+pub mod rate_limit;
 pub mod stats_math;
 
 use std::sync::Arc;
