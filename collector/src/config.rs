@@ -95,6 +95,12 @@ pub struct CollectorConfig {
     /// The ECS container agent's log files (`/var/log/ecs`): agent and init logs as log
     /// events, the credentials audit log as audit events.
     pub ecs_logs: crate::sources::ecs_logs::EcsLogsConfig,
+    /// Joining multi-line records (stack traces) of container logs. Default: off.
+    pub multiline: crate::parse::multiline::MultilineConfig,
+    /// Masking secrets in container log messages before they are shipped. Default: none.
+    pub redaction: crate::parse::redact::RedactionConfig,
+    /// Per-container read rate limits (delay, never drop). Default: unlimited.
+    pub rate_limit: crate::sources::rate_limit::RateLimitConfig,
 }
 
 /// `[telemetry]`: the collector's own HTTP endpoint.
@@ -121,6 +127,9 @@ impl Default for CollectorConfig {
             ecs_metadata: Default::default(),
             spool: Default::default(),
             ecs_logs: Default::default(),
+            multiline: Default::default(),
+            redaction: Default::default(),
+            rate_limit: Default::default(),
         }
     }
 }
@@ -377,6 +386,17 @@ impl CollectorConfig {
         }
         self.ecs_metadata.validate()?;
         self.ecs_logs.validate()?;
+        self.multiline.validate()?;
+        self.redaction.validate()?;
+        self.rate_limit.validate()?;
+        if self.multiline.mode != crate::parse::multiline::MultilineMode::Off
+            && self.multiline.max_bytes + 64 * 1024 > self.batch.max_bytes
+        {
+            return Err(invalid(
+                "multiline.max_bytes",
+                "must be at least 65536 below batch.max_bytes (a joined record must fit a Kafka message)",
+            ));
+        }
         self.spool
             .validate()
             .map_err(|e| invalid("spool", e.to_string()))?;

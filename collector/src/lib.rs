@@ -264,6 +264,15 @@ pub async fn run(
         stats,
         partitions,
         max_part_bytes: cfg.batch.max_bytes,
+        multiline: if cfg.multiline.mode == parse::multiline::MultilineMode::Off {
+            None
+        } else {
+            Some(Arc::new(parse::multiline::MultilineRules::new(
+                &cfg.multiline,
+            )?))
+        },
+        redactor: Arc::new(parse::redact::Redactor::new(&cfg.redaction)?),
+        rate_limit: cfg.rate_limit.clone(),
         wake,
     };
     source.run(checkpoints, tx, shutdown).await;

@@ -37,6 +37,9 @@ pub struct Stats {
     audit_read: AtomicU64,
     audit_sent: AtomicU64,
     engine_errors: AtomicU64,
+    redactions: AtomicU64,
+    throttled_reads: AtomicU64,
+    throttle_delay_ns: AtomicU64,
 }
 
 impl Default for Stats {
@@ -57,11 +60,20 @@ impl Default for Stats {
             audit_read: AtomicU64::new(0),
             audit_sent: AtomicU64::new(0),
             engine_errors: AtomicU64::new(0),
+            redactions: AtomicU64::new(0),
+            throttled_reads: AtomicU64::new(0),
+            throttle_delay_ns: AtomicU64::new(0),
         }
     }
 }
 
 impl Stats {
+    /// Records `reads` reads delayed by the rate limits, for `delay` in all.
+    pub fn add_throttled(&self, reads: u64, delay: Duration) {
+        self.add_throttled_reads(reads);
+        self.add_throttle_delay_ns(delay.as_nanos() as u64);
+    }
+
     /// Records one Kafka delivery's latency.
     pub fn observe_delivery(&self, d: Duration) {
         self.delivery_seconds.observe(d.as_secs_f64());
@@ -128,6 +140,12 @@ pub struct StatsSnapshot {
     pub audit_sent: u64,
     /// Failed Docker Engine API requests (retried).
     pub engine_errors: u64,
+    /// Secrets masked by redaction rules.
+    pub redactions: u64,
+    /// Reads delayed by `[rate_limit]`.
+    pub throttled_reads: u64,
+    /// Total delay imposed by `[rate_limit]`, ns.
+    pub throttle_delay_ns: u64,
 }
 
 macro_rules! adders {
@@ -161,4 +179,7 @@ adders!(
     add_audit_read => audit_read,
     add_audit_sent => audit_sent,
     add_engine_errors => engine_errors,
+    add_redactions => redactions,
+    add_throttled_reads => throttled_reads,
+    add_throttle_delay_ns => throttle_delay_ns,
 );

@@ -6,6 +6,7 @@
 //! - `events_read_total{source}`, `events_sent_total{source}`: records read and acknowledged
 //!   by Kafka, per source (`docker_json_file` log events, `docker_stats` metric points,
 //!   `docker_events` audit events);
+//! - `redactions_total`, `rate_limited_reads_total`, `rate_limit_delay_seconds_total`;
 //! - `parse_errors_total`, `bytes_read_total` (bytes of log files), `kafka_messages_sent_total`,
 //!   `kafka_send_retries_total`, `checkpoint_errors_total`, `engine_errors_total`;
 //! - `events_spooled_total`, `spool_bytes`, `spooling` (1 while batches go to the disk spool);
@@ -113,6 +114,16 @@ impl Collector for StatsCollector {
                 s.checkpoint_errors,
             ),
             (
+                "sightline_collector_redactions",
+                "Secrets masked by redaction rules before shipping.",
+                s.redactions,
+            ),
+            (
+                "sightline_collector_rate_limited_reads",
+                "Reads delayed by the per-container rate limits (nothing is dropped).",
+                s.throttled_reads,
+            ),
+            (
                 "sightline_collector_engine_errors",
                 "Failed Docker Engine API requests (retried).",
                 s.engine_errors,
@@ -120,6 +131,13 @@ impl Collector for StatsCollector {
         ] {
             counter(&mut enc, name, help, &[(&[], v)])?;
         }
+        let delay = ConstCounter::new(s.throttle_delay_ns as f64 / 1e9);
+        delay.encode(enc.encode_descriptor(
+            "sightline_collector_rate_limit_delay_seconds",
+            "Seconds reads were delayed by the per-container rate limits.",
+            None,
+            delay.metric_type(),
+        )?)?;
         let (spool_bytes, spooled, spooling) = self.0.spool_state();
         counter(
             &mut enc,

@@ -83,6 +83,7 @@ fn config(root: &Path, data: &Path, brokers: &str) -> CollectorConfig {
     cfg.kafka.brokers = brokers.to_string();
     cfg.kafka.topic = TOPIC.into();
     cfg.host = Some("test-host".into());
+    cfg.docker_engine.enabled = Some(false); // this host's real containers stay out of it
     cfg.batch.linger_ms = 20;
     cfg.correlation.patterns = vec![PatternConfig {
         regex: r"order-\d+".into(),
@@ -351,4 +352,56 @@ async fn two_rotations_while_stopped_lose_nothing() {
     want.sort();
     assert_eq!(got.len(), 1000, "every line once");
     assert_eq!(got, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_stack_traces_and_masks_secrets() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let root = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let app = FakeContainer::new(root.path(), "cccc3333", "app-1", "app");
+    let mut cfg = config(root.path(), data.path(), &brokers);
+    cfg.multiline = toml::from_str("mode = \"auto\"\nflush_timeout_ms = 200").unwrap();
+    cfg.redaction = toml::from_str("builtin = [\"password\", \"aws_access_key_id\"]").unwrap();
+    cfg.validate().unwrap();
+    let trace = [
+        "2026-11-21 08:00:00 ERROR order-7 request failed",
+        "java.lang.IllegalStateException: stock below zero",
+        "\tat com.shop.Inventory.take(Inventory.java:42)",
+        "\tat com.shop.Checkout.run(Checkout.java:17)",
+        "Caused by: java.sql.SQLException: deadlock",
+        "\t... 12 more",
+    ];
+    for l in trace {
+        app.write("stderr", l);
+    }
+    app.write("stdout", "login ok user=alice password=hunter2 order-8");
+    app.write("stdout", "key AKIAIOSFODNN7EXAMPLE used by order-9");
+    let (stop, handle, stats) = start(cfg).await;
+    let mut reader = Reader::new(&brokers);
+    let events = reader.until(4).to_vec();
+    stop.send(true).unwrap();
+    handle.await.unwrap();
+    // The log line before the exception stands alone (Fluent Bit's java rule starts a
+    // record at the exception line); the exception and its frames are one event.
+    assert_eq!(events.len(), 4, "{events:#?}");
+    assert_eq!(messages_for(&events, "order-7"), vec![trace[0].to_string()]);
+    let joined = events
+        .iter()
+        .find(|e| e.message.starts_with("java.lang"))
+        .unwrap();
+    assert_eq!(joined.message, trace[1..].join("\n"));
+    assert_eq!(joined.attributes["sightline.multiline.lines"], "5");
+    assert_eq!(joined.stream, "stderr");
+    let login = &messages_for(&events, "order-8")[0];
+    assert!(!login.contains("hunter2"), "{login}");
+    assert!(
+        login.starts_with("login ok user=alice password="),
+        "{login}"
+    );
+    let key = &messages_for(&events, "order-9")[0];
+    assert!(!key.contains("AKIAIOSFODNN7EXAMPLE"), "{key}");
+    assert_eq!(stats.snapshot().redactions, 2);
 }

@@ -45,6 +45,12 @@ pub struct DockerJsonSource {
     pub partitions: i32,
     /// Largest encoded part, bytes (`batch.max_bytes`).
     pub max_part_bytes: usize,
+    /// Multiline rules, `None` when `[multiline]` is off.
+    pub multiline: Option<Arc<crate::parse::multiline::MultilineRules>>,
+    /// Redaction rules.
+    pub redactor: Arc<crate::parse::redact::Redactor>,
+    /// Per-container read rate limits.
+    pub rate_limit: crate::sources::rate_limit::RateLimitConfig,
     /// Rescan now (the Docker event stream saw a container created, started or destroyed),
     /// instead of waiting for the next `discovery_interval_ms`.
     pub wake: Arc<tokio::sync::Notify>,
@@ -187,6 +193,9 @@ impl DockerJsonSource {
             stats: self.stats.clone(),
             partitions: self.partitions,
             max_part_bytes: self.max_part_bytes,
+            multiline: self.multiline.clone(),
+            redactor: self.redactor.clone(),
+            rate_limit: self.rate_limit.clone(),
         };
         let stop = Arc::new(AtomicU8::new(RUN));
         let tailer = Tailer::new(ctx, tx, stop.clone());

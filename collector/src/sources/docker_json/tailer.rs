@@ -10,6 +10,7 @@
 //! Each tailer runs on its own thread with blocking reads (as Vector's file source does) and
 //! hands [`Chunk`]s to the sink through a bounded channel: when Kafka is slow, reading stops.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Read;
@@ -28,7 +29,10 @@ use crate::checkpoint::FileCheckpoint;
 use crate::config::DockerConfig;
 use crate::parse::app::Extractor;
 use crate::parse::docker_json::{Reassembler, Record};
+use crate::parse::multiline::{Multiline, MultilineRules};
+use crate::parse::redact::Redactor;
 use crate::parse::timestamp::now_ns;
+use crate::sources::rate_limit::{RateLimitConfig, RateLimiter};
 use crate::sources::{Chunk, Part};
 use crate::stats::Stats;
 
@@ -62,6 +66,12 @@ pub struct TailerContext {
     pub partitions: i32,
     /// Largest encoded part, bytes (`batch.max_bytes`).
     pub max_part_bytes: usize,
+    /// Multiline rules (`[multiline]`), `None` when off.
+    pub multiline: Option<Arc<MultilineRules>>,
+    /// Redaction rules (`[redaction]`), applied to each message before it is shipped.
+    pub redactor: Arc<Redactor>,
+    /// Read rate limits (`[rate_limit]`), per container.
+    pub rate_limit: RateLimitConfig,
 }
 
 struct OpenFile {
@@ -74,6 +84,8 @@ struct OpenFile {
     carry: Vec<u8>,
     carry_start: u64,
     reassembler: Reassembler,
+    /// Multiline joining of this file's records, when configured.
+    multiline: Option<Multiline>,
     /// No more bytes will be written: a rotated file, or the live one after a rename.
     finished: bool,
     /// A finished file read to its end and flushed: the next file may be opened.
@@ -172,6 +184,7 @@ pub fn resume_plan(log_path: &Path, checkpoint: Option<&FileCheckpoint>) -> Vec<
 /// Follows one container's log until told to stop.
 pub struct Tailer {
     ctx: TailerContext,
+    limiter: RefCell<RateLimiter>,
     tx: mpsc::Sender<Chunk>,
     stop: Arc<AtomicU8>,
     key: Arc<str>,
@@ -195,6 +208,7 @@ impl Tailer {
             ..Default::default()
         }));
         Tailer {
+            limiter: RefCell::new(RateLimiter::new(&ctx.rate_limit)),
             ctx,
             tx,
             stop,
@@ -288,6 +302,11 @@ impl Tailer {
             carry: Vec::new(),
             carry_start: offset,
             reassembler: Reassembler::new(self.ctx.cfg.max_line_bytes),
+            multiline: self
+                .ctx
+                .multiline
+                .as_ref()
+                .map(|r| Multiline::from_rules(r, Box::new(std::time::Instant::now))),
             finished,
             drained: false,
         };
@@ -343,6 +362,8 @@ impl Tailer {
             self.ctx.stats.add_bytes_read(n as u64);
             self.consume(f, &buf[..n], &mut records);
             f.reassembler.flush_stale(timeout, &mut records);
+            let records = self.join(f, records, false);
+            self.throttle(records.len() as u64, n as u64);
             let ok = self.emit(f, records, false);
             return Ok(if ok { Step::Continue } else { Step::Exit });
         }
@@ -350,6 +371,7 @@ impl Tailer {
         let timeout = Duration::from_millis(self.ctx.cfg.partial_flush_timeout_ms);
         if f.finished || stop == REMOVED {
             self.drain(f, &mut records);
+            let records = self.join(f, records, true);
             let done = stop == REMOVED && !f.finished;
             f.finished = true;
             let ok = self.emit(f, records, done);
@@ -360,6 +382,7 @@ impl Tailer {
             });
         }
         f.reassembler.flush_stale(timeout, &mut records);
+        let records = self.join(f, records, false);
         if !records.is_empty() && !self.emit(f, records, false) {
             return Ok(Step::Exit);
         }
@@ -376,6 +399,7 @@ impl Tailer {
             tracing::info!(path = %f.path.display(), "file truncated; reading from the start");
             let mut records = Vec::new();
             self.drain(f, &mut records);
+            let records = self.join(f, records, true);
             self.emit(f, records, false);
             *f = self.open(&f.path.clone(), 0, false)?;
             return Ok(Step::Continue);
@@ -442,6 +466,38 @@ impl Tailer {
         f.read_pos = base + data.len() as u64;
     }
 
+    /// Passes records through multiline joining (when configured): returns the records that
+    /// are complete now; `all` flushes every held record (end of a file).
+    fn join(&self, f: &mut OpenFile, records: Vec<Record>, all: bool) -> Vec<Record> {
+        let Some(m) = f.multiline.as_mut() else {
+            return records;
+        };
+        let mut out = Vec::with_capacity(records.len());
+        for r in records {
+            let stream = r.stream.clone();
+            m.push(&stream, r, &mut out);
+        }
+        if all {
+            m.flush_all(&mut out);
+        } else {
+            let timeout = m.flush_timeout();
+            m.flush_stale(timeout, &mut out);
+        }
+        out
+    }
+
+    /// Waits as the read rate limits require (`[rate_limit]`): delays, never drops.
+    fn throttle(&self, lines: u64, bytes: u64) {
+        let wait = match self.limiter.try_borrow_mut() {
+            Ok(mut l) if !l.is_unlimited() => l.take(lines, bytes, std::time::Instant::now()),
+            _ => return,
+        };
+        if !wait.is_zero() {
+            self.ctx.stats.add_throttled(1, wait);
+            std::thread::sleep(wait);
+        }
+    }
+
     /// Flushes everything still held for a file that will not grow any more.
     fn drain(&self, f: &mut OpenFile, out: &mut Vec<Record>) {
         if !f.carry.is_empty() {
@@ -494,10 +550,13 @@ impl Tailer {
             part.count += 1;
             put_log_record_field(&mut part.records, &mut scratch, &ev);
         }
-        let safe = f
-            .reassembler
-            .oldest_pending_offset()
-            .map_or(f.carry_start, |p| p.min(f.carry_start));
+        let held = [
+            f.reassembler.oldest_pending_offset(),
+            f.multiline
+                .as_ref()
+                .and_then(Multiline::oldest_pending_offset),
+        ];
+        let safe = held.into_iter().flatten().fold(f.carry_start, u64::min);
         let checkpoint = FileCheckpoint {
             path: f.path.clone(),
             fingerprint: format!("{fp:016x}"),
@@ -525,6 +584,16 @@ impl Tailer {
     fn event(&self, f: &OpenFile, r: Record, observed: u64) -> LogEvent {
         let ex = self.ctx.extractor.extract(&r.text);
         let mut attributes = r.attrs;
+        let mut text = r.text;
+        if !self.ctx.redactor.is_empty() {
+            let (redacted, n) = self.ctx.redactor.redact(&text);
+            if n > 0 {
+                let redacted = redacted.into_owned();
+                text = redacted;
+                attributes.insert("sightline.redactions".into(), n.to_string());
+                self.ctx.stats.add_redactions(n as u64);
+            }
+        }
         if let Some(p) = r.split_part {
             attributes.insert("sightline.split_part".into(), p.to_string());
         }
@@ -548,7 +617,7 @@ impl Tailer {
             service: String::new(),
             stream: r.stream,
             level: ex.level,
-            message: r.text,
+            message: text,
             correlation_ids: ex.correlation_ids,
             trace_id: ex.trace_id,
             span_id: ex.span_id,
