@@ -286,8 +286,8 @@ impl Default for BatchConfig {
 
 /// Replaces environment references in config text, as Vector and Fluent Bit do: `${VAR}`
 /// (an error when `VAR` is unset), `${VAR:-default}` (the default when unset or empty), and
-/// `$$` for a literal `$`. A `$` followed by anything else is kept. Values are inserted
-/// verbatim (quote them in the TOML as needed).
+/// `$$` for a literal `$`. A `$` followed by anything else is kept, and TOML comments are
+/// left alone. Values are inserted verbatim (quote them in the TOML as needed).
 ///
 /// Errors: [`ConfigError::Invalid`] naming the variable and its line for an unset variable
 /// without default, or an unterminated `${`.
@@ -296,11 +296,67 @@ pub fn interpolate_env(
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<String, ConfigError> {
     let mut out = String::with_capacity(text.len());
+    // Inside a multi-line string (three quotes), `#` does not start a comment.
+    let mut multiline: Option<&'static str> = None;
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        let (code, comment) = split_comment(line, &mut multiline);
+        interpolate_line(code, n + 1, &lookup, &mut out)?;
+        out.push_str(comment);
+    }
+    Ok(out)
+}
+
+/// Splits a line into its code and its `# comment` (outside strings), tracking multi-line
+/// strings across lines.
+fn split_comment<'a>(line: &'a str, multiline: &mut Option<&'static str>) -> (&'a str, &'a str) {
+    let b = line.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if let Some(delim) = *multiline {
+            match line[i..].find(delim) {
+                Some(k) => {
+                    i += k + 3;
+                    *multiline = None;
+                    continue;
+                }
+                None => return (line, ""),
+            }
+        }
+        match b[i] {
+            b'#' => return (&line[..i], &line[i..]),
+            q @ (b'"' | b'\'') => {
+                let triple = if q == b'"' { "\"\"\"" } else { "'''" };
+                if line[i..].starts_with(triple) {
+                    *multiline = Some(triple);
+                    i += 3;
+                    continue;
+                }
+                // A one-line string: skip to its closing quote (basic strings escape with \).
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    if q == b'"' && b[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    (line, "")
+}
+
+fn interpolate_line(
+    text: &str,
+    line: usize,
+    lookup: &impl Fn(&str) -> Option<String>,
+    out: &mut String,
+) -> Result<(), ConfigError> {
     let mut rest = text;
     while let Some(i) = rest.find('$') {
         out.push_str(&rest[..i]);
         let after = &rest[i + 1..];
-        let line = text[..text.len() - rest.len() + i].matches('\n').count() + 1;
         if let Some(r) = after.strip_prefix('$') {
             out.push('$');
             rest = r;
@@ -341,7 +397,7 @@ pub fn interpolate_env(
         }
     }
     out.push_str(rest);
-    Ok(out)
+    Ok(())
 }
 
 impl CollectorConfig {
@@ -501,6 +557,12 @@ mod tests {
             "invalid config: line 2: environment variable MISSING is not set (use ${MISSING:-default} for a default)"
         );
         assert!(interpolate_env("a = \"${OPEN\"", env).is_err());
+        // Comments are kept as they are, also after a `#` inside a string.
+        let text = "# uses ${NOPE}\na = \"x#${BROKERS}\" # ${NOPE}\nb = '''\n# ${BROKERS}\n'''\n";
+        assert_eq!(
+            interpolate_env(text, env).unwrap(),
+            "# uses ${NOPE}\na = \"x#k1:9092,k2:9092\" # ${NOPE}\nb = '''\n# k1:9092,k2:9092\n'''\n"
+        );
         assert!(interpolate_env("a = \"${BAD NAME}\"", env).is_err());
     }
 
@@ -516,11 +578,30 @@ mod deploy_examples {
     use super::*;
 
     #[test]
+    fn readme_example_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+        let readme = std::fs::read_to_string(path).unwrap();
+        let section = &readme[readme.find("### Collector configuration").unwrap()..];
+        let start = section.find("```toml\n").unwrap() + 8;
+        let end = start + section[start..].find("```").unwrap();
+        let cfg = CollectorConfig::from_toml(&section[start..end]).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.docker_engine.stats.interval_ms, 10_000);
+        assert_eq!(cfg.redaction.rules.len(), 1);
+        assert_eq!(cfg.telemetry.listen.unwrap().port(), 9464);
+    }
+
+    #[test]
     fn deploy_collector_toml_is_valid() {
         let path =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/collector.toml");
         let cfg = CollectorConfig::from_file(&path).unwrap();
         cfg.validate().unwrap();
         assert_eq!(cfg.kafka.topic, "sightline.logs");
+        let sidecar = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/collector-sidecar.toml");
+        let cfg = CollectorConfig::from_file(&sidecar).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.ecs_metadata.enabled, Some(true));
     }
 }
