@@ -4,7 +4,7 @@
 //! (user + system, /proc/self/stat) for both, and the difference per container-sample.
 //!
 //! ```text
-//! cargo bench -p sightline-collector --bench stats_cost -- --containers 50 --seconds 60 --interval-ms 1000
+//! cargo bench -p sightline-collector --bench stats_cost -- --containers 50 --seconds 60 --interval-ms 3000
 //! ```
 //! Needs a Docker engine and an image with `/bin/sh` (`--image`, default
 //! `sightline-testbox:e2e`, which the end-to-end tests build from Debian's busybox-static).
@@ -34,8 +34,8 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// Runs the pipeline for `seconds`; returns (CPU seconds, metric points read).
-fn measure(brokers: &str, stats_on: bool, interval_ms: u64, seconds: u64) -> (f64, u64) {
+/// Runs the pipeline for `seconds`; returns (CPU seconds, metric points read, samples taken).
+fn measure(brokers: &str, stats_on: bool, interval_ms: u64, seconds: u64) -> (f64, u64, u64) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let root = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
@@ -52,28 +52,38 @@ fn measure(brokers: &str, stats_on: bool, interval_ms: u64, seconds: u64) -> (f6
     let stats = Arc::new(Stats::default());
     let (tx, rx) = tokio::sync::watch::channel(false);
     let s = stats.clone();
-    let (cpu, points) = rt.block_on(async move {
+    rt.block_on(async move {
         let h = tokio::spawn(sightline_collector::run(cfg, s.clone(), rx));
         // Warm-up: connected, first (two-cycle) samples taken.
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let (c0, p0) = (cpu_seconds(), s.snapshot().metrics_read);
+        let (c0, s0) = (cpu_seconds(), s.snapshot());
         tokio::time::sleep(Duration::from_secs(seconds)).await;
-        let (c1, p1) = (cpu_seconds(), s.snapshot().metrics_read);
+        let (c1, s1) = (cpu_seconds(), s.snapshot());
         let _ = tx.send(true);
         let _ = h.await;
-        (c1 - c0, p1 - p0)
-    });
-    (cpu, points)
+        (
+            c1 - c0,
+            s1.metrics_read - s0.metrics_read,
+            s1.metric_samples - s0.metric_samples,
+        )
+    })
 }
 
 fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let n: usize = arg("--containers")
         .and_then(|v| v.parse().ok())
         .unwrap_or(50);
     let seconds: u64 = arg("--seconds").and_then(|v| v.parse().ok()).unwrap_or(60);
     let interval_ms: u64 = arg("--interval-ms")
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+        .unwrap_or(3000);
     let image = arg("--image").unwrap_or_else(|| "sightline-testbox:e2e".into());
     let cluster = arg("--brokers")
         .is_none()
@@ -94,13 +104,12 @@ fn main() {
     eprintln!(
         "{n} idle containers running; measuring {seconds} s with stats every {interval_ms} ms"
     );
-    let (cpu_on, points) = measure(&brokers, true, interval_ms, seconds);
-    let (cpu_off, _) = measure(&brokers, false, interval_ms, seconds);
+    let (cpu_on, points, samples) = measure(&brokers, true, interval_ms, seconds);
+    let (cpu_off, _, _) = measure(&brokers, false, interval_ms, seconds);
     for id in &ids {
         let _ = Command::new("docker").args(["rm", "-f", id]).output();
     }
-    let samples = (n as f64) * (seconds as f64) * 1000.0 / interval_ms as f64;
-    let per_sample_ms = (cpu_on - cpu_off).max(0.0) / samples * 1000.0;
+    let per_sample_ms = (cpu_on - cpu_off).max(0.0) / samples.max(1) as f64 * 1000.0;
     println!("stats_cost: containers={n} interval={interval_ms}ms window={seconds}s");
     println!(
         "  CPU with stats  {cpu_on:.2} s ({:.2} % of one core)",
@@ -110,7 +119,7 @@ fn main() {
         "  CPU without     {cpu_off:.2} s ({:.2} % of one core)",
         cpu_off / seconds as f64 * 100.0
     );
-    println!("  metric points   {points}");
+    println!("  samples         {samples} (container × round), {points} metric points");
     println!("  cost per container sample  {per_sample_ms:.3} ms CPU");
     println!(
         "  at the default 10 s interval: {:.3} % of one core for {n} containers",

@@ -38,6 +38,7 @@ pub struct Stats {
     audit_sent: AtomicU64,
     engine_errors: AtomicU64,
     redactions: AtomicU64,
+    metric_samples: AtomicU64,
     throttled_reads: AtomicU64,
     throttle_delay_ns: AtomicU64,
 }
@@ -61,6 +62,7 @@ impl Default for Stats {
             audit_sent: AtomicU64::new(0),
             engine_errors: AtomicU64::new(0),
             redactions: AtomicU64::new(0),
+            metric_samples: AtomicU64::new(0),
             throttled_reads: AtomicU64::new(0),
             throttle_delay_ns: AtomicU64::new(0),
         }
@@ -142,6 +144,8 @@ pub struct StatsSnapshot {
     pub engine_errors: u64,
     /// Secrets masked by redaction rules.
     pub redactions: u64,
+    /// Container stats samples taken (one per container per round).
+    pub metric_samples: u64,
     /// Reads delayed by `[rate_limit]`.
     pub throttled_reads: u64,
     /// Total delay imposed by `[rate_limit]`, ns.
@@ -180,6 +184,7 @@ adders!(
     add_audit_sent => audit_sent,
     add_engine_errors => engine_errors,
     add_redactions => redactions,
+    add_metric_samples => metric_samples,
     add_throttled_reads => throttled_reads,
     add_throttle_delay_ns => throttle_delay_ns,
 );

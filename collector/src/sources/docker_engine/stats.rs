@@ -2,7 +2,8 @@
 //!
 //! Every `stats.interval_ms`, for every running container (`GET /containers/json`), one
 //! `GET /containers/{id}/stats?stream=false&one-shot=true`, at most `stats.concurrency` at
-//! once. CPU % is computed between this reading and the previous one of the same container
+//! once (the engine answers each in about a second, so requests overlap; a round longer than
+//! the interval is logged). CPU % is computed between this reading and the previous one of the same container
 //! (so it is the average over the interval, with `docker stats`' formula); a container's
 //! first reading asks the engine for a two-cycle sample instead (`one-shot=false`), whose
 //! `precpu_stats` give a first CPU %. Limits (`NanoCpus`, `CpuQuota`/`CpuPeriod`,
@@ -125,6 +126,7 @@ pub async fn run(
             );
         }
         // One request per container, `concurrency` at a time.
+        let round = std::time::Instant::now();
         let requests: Vec<(String, bool)> = known
             .iter()
             .map(|(id, k)| (id.clone(), k.prev.is_none()))
@@ -176,6 +178,21 @@ pub async fn run(
                 points,
             });
             k.prev = Some(cur);
+        }
+        stats.add_metric_samples(batches.len() as u64);
+        let took = round.elapsed();
+        tracing::debug!(
+            containers = known.len(),
+            samples = batches.len(),
+            took_ms = took.as_millis() as u64,
+            "stats round"
+        );
+        if took > interval {
+            tracing::warn!(
+                containers = known.len(),
+                took_ms = took.as_millis() as u64,
+                "a stats round took longer than docker_engine.stats.interval_ms; raise docker_engine.stats.concurrency"
+            );
         }
         if !batches.is_empty() && tx.send(batches).await.is_err() {
             return;
