@@ -75,31 +75,9 @@ impl CheckpointStore {
 
     /// Loads all checkpoints, keyed by source key (container ID); empty when none exist yet.
     pub fn load(&self) -> Result<BTreeMap<String, FileCheckpoint>, CheckpointError> {
-        let bytes = match fs::read(&self.path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-            Err(source) => {
-                return Err(CheckpointError::Io {
-                    path: self.path.clone(),
-                    source,
-                })
-            }
-        };
-        let doc: Document =
-            serde_json::from_slice(&bytes).map_err(|e| CheckpointError::Corrupt {
-                path: self.path.clone(),
-                message: e.to_string(),
-            })?;
-        if doc.version != CHECKPOINT_VERSION {
-            return Err(CheckpointError::Corrupt {
-                path: self.path.clone(),
-                message: format!(
-                    "version {} is not supported (expected {CHECKPOINT_VERSION})",
-                    doc.version
-                ),
-            });
-        }
-        Ok(doc.files)
+        Ok(read_versioned::<Document>(&self.path)?
+            .map(|d| d.files)
+            .unwrap_or_default())
     }
 
     /// Replaces the stored checkpoints atomically.
@@ -115,6 +93,49 @@ impl CheckpointStore {
         let bytes = serde_json::to_vec(&doc).expect("checkpoint serializes");
         write_atomic(&self.path, &bytes).map_err(io)
     }
+}
+
+/// A persisted document with a `version` field.
+trait Versioned: serde::de::DeserializeOwned {
+    fn version(&self) -> u32;
+}
+
+impl Versioned for Document {
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+
+impl Versioned for CursorDocument {
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+
+/// Reads a JSON document of [`CHECKPOINT_VERSION`]; `None` when the file does not exist.
+fn read_versioned<T: Versioned>(path: &Path) -> Result<Option<T>, CheckpointError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(CheckpointError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let corrupt = |message: String| CheckpointError::Corrupt {
+        path: path.to_path_buf(),
+        message,
+    };
+    let doc: T = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    if doc.version() != CHECKPOINT_VERSION {
+        return Err(corrupt(format!(
+            "version {} is not supported (expected {CHECKPOINT_VERSION})",
+            doc.version()
+        )));
+    }
+    Ok(Some(doc))
 }
 
 /// Replaces `path` with `bytes` atomically: temp file beside it, fsync, rename, fsync of the
@@ -166,29 +187,9 @@ impl CursorStore {
 
     /// Every stored cursor; empty when none exist yet.
     pub fn load(&self) -> Result<BTreeMap<String, u64>, CheckpointError> {
-        let bytes = match fs::read(&self.path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-            Err(source) => {
-                return Err(CheckpointError::Io {
-                    path: self.path.clone(),
-                    source,
-                })
-            }
-        };
-        let corrupt = |message: String| CheckpointError::Corrupt {
-            path: self.path.clone(),
-            message,
-        };
-        let doc: CursorDocument =
-            serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-        if doc.version != CHECKPOINT_VERSION {
-            return Err(corrupt(format!(
-                "version {} is not supported (expected {CHECKPOINT_VERSION})",
-                doc.version
-            )));
-        }
-        Ok(doc.cursors)
+        Ok(read_versioned::<CursorDocument>(&self.path)?
+            .map(|d| d.cursors)
+            .unwrap_or_default())
     }
 
     /// Sets one cursor, keeping the others.

@@ -17,14 +17,14 @@
 
 use std::collections::BTreeMap;
 
-use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, LogsData, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{EventId, LogEvent, SourceKind};
-use crate::otlp::{resource_attributes, resource_fields, scope, DecodeError};
+use crate::otlp::{kv_str, resource_attributes, resource_fields, scope, DecodeError};
 
 /// Who acted, or what was acted on: a container, an image, an ECS task, a user.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,15 +74,6 @@ impl AuditEvent {
             buf.push(0);
         }
         EventId(xxhash_rust::xxh3::xxh3_128(&buf))
-    }
-}
-
-fn kv_str(key: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue {
-            value: Some(Value::StringValue(v.to_string())),
-        }),
     }
 }
 

@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 
-use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::metrics::v1::{
     metric::Data, number_data_point, AggregationTemporality, Gauge, Metric, MetricsData,
     NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
@@ -26,7 +26,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
 use crate::event::{LogEvent, SourceKind};
-use crate::otlp::{resource_attributes, resource_fields, scope, DecodeError};
+use crate::otlp::{kv_str, resource_attributes, resource_fields, scope, DecodeError};
 
 /// Container stats metric names (OpenTelemetry `docker_stats` receiver conventions).
 pub mod names {
@@ -148,15 +148,6 @@ impl MetricBatch {
     /// The value of the first point named `name`, if any.
     pub fn value(&self, name: &str) -> Option<f64> {
         self.points.iter().find(|p| p.name == name).map(|p| p.value)
-    }
-}
-
-fn kv_str(key: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue {
-            value: Some(Value::StringValue(v.to_string())),
-        }),
     }
 }
 

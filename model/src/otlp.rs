@@ -46,7 +46,7 @@ fn kv(key: &str, v: Value) -> KeyValue {
     }
 }
 
-fn kv_str(key: &str, v: &str) -> KeyValue {
+pub(crate) fn kv_str(key: &str, v: &str) -> KeyValue {
     kv(key, Value::StringValue(v.to_string()))
 }
 

@@ -296,6 +296,26 @@ fn hdfs_block_ids_match_grep() {
     }
 }
 
+/// A shell script that prints `n` lines, `line <i> x-correlation-id=<run>-k<i % ids> payload`,
+/// pausing `pause` seconds after every 100.
+fn steady_script(run: &str, n: usize, ids: usize, pause: &str) -> String {
+    format!(
+        r#"i=0; while [ $i -lt {n} ]; do echo "line $i x-correlation-id={run}-k$((i % {ids})) payload"; i=$((i+1)); if [ $((i % 100)) -eq 0 ]; then sleep {pause}; fi; done"#
+    )
+}
+
+/// Every line of [`steady_script`] is found exactly once under its correlation ID.
+fn assert_every_line_once(stack: &Stack, run: &str, n: usize, ids: usize) {
+    for k in 0..ids {
+        let id = format!("{run}-k{k}");
+        let expected: Vec<String> = (0..n)
+            .filter(|i| i % ids == k)
+            .map(|i| format!("line {i} x-correlation-id={id} payload"))
+            .collect();
+        stack.assert_correlation(&id, &expected, false);
+    }
+}
+
 #[test]
 fn sigkill_restarts_keep_every_line_exactly_once() {
     let Some(env) = Env::get() else { return };
@@ -304,9 +324,7 @@ fn sigkill_restarts_keep_every_line_exactly_once() {
     let name = format!("steady-{run}");
     let (n, ids) = (6000, 20);
     // About 6 s of steady logging: 100 lines, then a 0.1 s pause.
-    let script = format!(
-        r#"i=0; while [ $i -lt {n} ]; do echo "line $i x-correlation-id={run}-k$((i % {ids})) payload"; i=$((i+1)); if [ $((i % 100)) -eq 0 ]; then sleep 0.1; fi; done"#
-    );
+    let script = steady_script(&run, n, ids, "0.1");
     let c = docker::run(RunOpts {
         name: &name,
         labels: vec![format!("com.docker.compose.service={name}")],
@@ -324,14 +342,7 @@ fn sigkill_restarts_keep_every_line_exactly_once() {
     stack.collector.as_mut().unwrap().kill9();
     stack.start_collector();
     assert_eq!(c.wait(), 0);
-    for k in 0..ids {
-        let id = format!("{run}-k{k}");
-        let expected: Vec<String> = (0..n)
-            .filter(|i| i % ids == k)
-            .map(|i| format!("line {i} x-correlation-id={id} payload"))
-            .collect();
-        stack.assert_correlation(&id, &expected, false);
-    }
+    assert_every_line_once(&stack, &run, n, ids);
 }
 
 fn scrape_value(port: u16, metric: &str) -> Option<f64> {
@@ -375,9 +386,7 @@ listen = "127.0.0.1:{metrics_port}"
     let name = format!("outage-{run}");
     let (n, ids) = (6000, 20);
     // About 12 s of steady logging: 100 lines, then a 0.2 s pause.
-    let script = format!(
-        r#"i=0; while [ $i -lt {n} ]; do echo "line $i x-correlation-id={run}-k$((i % {ids})) payload"; i=$((i+1)); if [ $((i % 100)) -eq 0 ]; then sleep 0.2; fi; done"#
-    );
+    let script = steady_script(&run, n, ids, "0.2");
     let c = docker::run(RunOpts {
         name: &name,
         labels: vec![format!("com.docker.compose.service={name}")],
@@ -401,14 +410,7 @@ listen = "127.0.0.1:{metrics_port}"
     );
     proxy.resume();
     assert_eq!(c.wait(), 0);
-    for k in 0..ids {
-        let id = format!("{run}-k{k}");
-        let expected: Vec<String> = (0..n)
-            .filter(|i| i % ids == k)
-            .map(|i| format!("line {i} x-correlation-id={id} payload"))
-            .collect();
-        stack.assert_correlation(&id, &expected, false);
-    }
+    assert_every_line_once(&stack, &run, n, ids);
     // The spool drained and the sink produces directly again.
     let drained = wait_for(Duration::from_secs(60), || {
         (scrape_value(metrics_port, "sightline_collector_spool_bytes") == Some(0.0)

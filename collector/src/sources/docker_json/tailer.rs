@@ -14,7 +14,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -32,6 +32,7 @@ use crate::parse::docker_json::{Reassembler, Record};
 use crate::parse::multiline::{Multiline, MultilineRules};
 use crate::parse::redact::Redactor;
 use crate::parse::timestamp::now_ns;
+use crate::sources::file_identity::{file_fingerprint, fingerprint, head_fingerprint, source_id};
 use crate::sources::rate_limit::{RateLimitConfig, RateLimiter};
 use crate::sources::{Chunk, Part};
 use crate::stats::Stats;
@@ -90,36 +91,6 @@ struct OpenFile {
     finished: bool,
     /// A finished file read to its end and flushed: the next file may be opened.
     drained: bool,
-}
-
-/// First line of a file (up to 4 KiB), hashed; `None` while the file has no complete line.
-fn fingerprint(file: &File) -> std::io::Result<Option<u64>> {
-    let mut buf = [0u8; 4096];
-    let mut n = 0;
-    while n < buf.len() {
-        let r = file.read_at(&mut buf[n..], n as u64)?;
-        if r == 0 {
-            break;
-        }
-        n += r;
-    }
-    Ok(match memchr::memchr(b'\n', &buf[..n]) {
-        Some(end) => Some(xxhash_rust::xxh3::xxh3_64(&buf[..end])),
-        None if n == buf.len() => Some(xxhash_rust::xxh3::xxh3_64(&buf)),
-        None => None,
-    })
-}
-
-fn file_fingerprint(path: &Path) -> Option<u64> {
-    File::open(path)
-        .ok()
-        .and_then(|f| fingerprint(&f).ok().flatten())
-}
-
-fn source_id(container_id: &str, fp: u64) -> u64 {
-    let mut bytes = container_id.as_bytes().to_vec();
-    bytes.extend_from_slice(&fp.to_le_bytes());
-    xxhash_rust::xxh3::xxh3_64(&bytes)
 }
 
 /// `<log>.1` … `<log>.N` that exist, newest first.
@@ -328,11 +299,7 @@ impl Tailer {
                     if f.finished || stop == REMOVED {
                         // No complete first line and none will come: identify the file by
                         // what it holds, so those bytes are still shipped (marked).
-                        let len = f.file.metadata()?.len().min(4096) as usize;
-                        if len > 0 {
-                            let mut head = vec![0u8; len];
-                            f.file.read_exact_at(&mut head, 0)?;
-                            let fp = xxhash_rust::xxh3::xxh3_64(&head);
+                        if let Some(fp) = head_fingerprint(&f.file)? {
                             f.fingerprint = Some(fp);
                             f.source_id = source_id(&self.ctx.container.id, fp);
                             f.finished = true;
