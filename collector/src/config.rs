@@ -192,9 +192,15 @@ pub struct KafkaConfig {
     pub partitions: i32,
     /// Compression codec: `lz4` (default), `zstd`, `snappy`, `gzip` or `none`.
     pub compression: String,
-    /// Extra librdkafka producer properties (e.g. `"security.protocol" = "ssl"`); they
-    /// override Sightline's defaults except `enable.idempotence` and `acks`.
+    /// Extra librdkafka producer properties (e.g. `"security.protocol" = "sasl_ssl"`,
+    /// `"sasl.mechanism" = "SCRAM-SHA-512"`); they override Sightline's defaults except
+    /// `enable.idempotence` and `acks`. Passwords do not go here but in `sasl_password`.
     pub client: BTreeMap<String, String>,
+    /// SASL user name (`sasl.username`). Default: none.
+    pub sasl_username: Option<String>,
+    /// SASL password (`sasl.password`), e.g. `"${KAFKA_PASSWORD}"`. Shown as
+    /// `**REDACTED**` in every log and debug output. Default: none.
+    pub sasl_password: Option<crate::secret::SensitiveString>,
 }
 
 impl Default for KafkaConfig {
@@ -207,6 +213,8 @@ impl Default for KafkaConfig {
             partitions: 6,
             compression: "lz4".into(),
             client: BTreeMap::new(),
+            sasl_username: None,
+            sasl_password: None,
         }
     }
 }
@@ -474,6 +482,20 @@ impl CollectorConfig {
                 "must be one of lz4, zstd, snappy, gzip, none",
             ));
         }
+        for key in self.kafka.client.keys() {
+            if key.contains("password") || key.ends_with(".secret") {
+                return Err(invalid(
+                    format!("kafka.client.{key}"),
+                    "secrets go in kafka.sasl_password (kept out of logs), not in kafka.client",
+                ));
+            }
+        }
+        if self.kafka.sasl_username.is_some() != self.kafka.sasl_password.is_some() {
+            return Err(invalid(
+                "kafka.sasl_password",
+                "kafka.sasl_username and kafka.sasl_password go together",
+            ));
+        }
         for key in ["enable.idempotence", "acks"] {
             if self.kafka.client.contains_key(key) {
                 return Err(invalid(
@@ -564,6 +586,27 @@ mod tests {
             "# uses ${NOPE}\na = \"x#k1:9092,k2:9092\" # ${NOPE}\nb = '''\n# k1:9092,k2:9092\n'''\n"
         );
         assert!(interpolate_env("a = \"${BAD NAME}\"", env).is_err());
+    }
+
+    #[test]
+    fn sasl_password_is_never_printed() {
+        let cfg = CollectorConfig::from_toml(
+            "[kafka]\nsasl_username = \"sightline\"\nsasl_password = \"hunter2\"\n",
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(
+            cfg.kafka.sasl_password.as_ref().map(|p| p.expose()),
+            Some("hunter2")
+        );
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("**REDACTED**"));
+        let in_client =
+            CollectorConfig::from_toml("[kafka.client]\n\"sasl.password\" = \"x\"\n").unwrap();
+        assert!(in_client.validate().is_err());
+        let half = CollectorConfig::from_toml("[kafka]\nsasl_username = \"u\"\n").unwrap();
+        assert!(half.validate().is_err());
     }
 
     #[test]

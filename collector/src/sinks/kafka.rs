@@ -56,6 +56,10 @@ pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
     for (k, v) in &cfg.client {
         c.set(k, v);
     }
+    if let (Some(user), Some(password)) = (&cfg.sasl_username, &cfg.sasl_password) {
+        c.set("sasl.username", user)
+            .set("sasl.password", password.expose());
+    }
     c.set("enable.idempotence", "true").set("acks", "all");
     c
 }
