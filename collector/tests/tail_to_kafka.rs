@@ -405,3 +405,41 @@ async fn joins_stack_traces_and_masks_secrets() {
     assert!(!key.contains("AKIAIOSFODNN7EXAMPLE"), "{key}");
     assert_eq!(stats.snapshot().redactions, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_flushes_records_held_by_multiline() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let root = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let app = FakeContainer::new(root.path(), "dddd4444", "app-2", "app");
+    let mut cfg = config(root.path(), data.path(), &brokers);
+    // The last record of a file is held until the next start line or the timeout.
+    cfg.multiline = toml::from_str(
+        "mode = \"custom\"\nstart_pattern = '^START'\nflush_timeout_ms = 60000",
+    )
+    .unwrap();
+    cfg.validate().unwrap();
+    let (stop, handle, _stats) = start(cfg).await;
+    app.write("stdout", "START order-1 first");
+    app.write("stdout", "  detail of order-1");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.rotate();
+    app.write("stdout", "START order-2 second");
+    app.write("stdout", "  detail of order-2");
+    app.write("stdout", "START order-3 third");
+    let mut reader = Reader::new(&brokers);
+    let events = reader.until(2).to_vec();
+    stop.send(true).unwrap();
+    handle.await.unwrap();
+    // order-1's record was held when its file was rotated away: it still arrives, whole.
+    assert_eq!(
+        messages_for(&events, "order-1"),
+        vec!["START order-1 first\n  detail of order-1".to_string()]
+    );
+    assert_eq!(
+        messages_for(&events, "order-2"),
+        vec!["START order-2 second\n  detail of order-2".to_string()]
+    );
+}

@@ -243,11 +243,8 @@ impl Tailer {
                     std::thread::sleep(poll);
                 }
             }
-            if cur
-                .as_ref()
-                .is_some_and(|f| f.finished && f.carry.is_empty())
-            {
-                cur = None; // drained: the next iteration opens the next file
+            if cur.as_ref().is_some_and(|f| f.drained) {
+                cur = None; // read to its end and flushed: the next iteration opens the next file
             }
         }
     }
@@ -342,6 +339,8 @@ impl Tailer {
             let done = stop == REMOVED && !f.finished;
             f.finished = true;
             let ok = self.emit(f, records, done);
+            // Only now — every held record of this file emitted — may the next file open.
+            f.drained = ok;
             return Ok(if !ok || done {
                 Step::Exit
             } else {
