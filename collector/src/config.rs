@@ -294,8 +294,9 @@ impl Default for BatchConfig {
 
 /// Replaces environment references in config text, as Vector and Fluent Bit do: `${VAR}`
 /// (an error when `VAR` is unset), `${VAR:-default}` (the default when unset or empty), and
-/// `$$` for a literal `$`. A `$` followed by anything else is kept, and TOML comments are
-/// left alone. Values are inserted verbatim (quote them in the TOML as needed).
+/// `$$` for a literal `$`. Inside a `"basic"` string the value is escaped (`\` and `"`);
+/// `'literal'` strings (regexes, `${1}` replacements) and comments are left alone, and so is
+/// a `$` that does not start a reference (`$1`, `${1}`).
 ///
 /// Errors: [`ConfigError::Invalid`] naming the variable and its line for an unset variable
 /// without default, or an unterminated `${`.
@@ -361,50 +362,80 @@ fn interpolate_line(
     lookup: &impl Fn(&str) -> Option<String>,
     out: &mut String,
 ) -> Result<(), ConfigError> {
-    let mut rest = text;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        if let Some(r) = after.strip_prefix('$') {
-            out.push('$');
-            rest = r;
-        } else if let Some(r) = after.strip_prefix('{') {
-            let Some(end) = r.find('}') else {
-                return Err(invalid(
-                    format!("line {line}"),
-                    "unterminated ${ in the config",
-                ));
-            };
-            let expr = &r[..end];
-            let (name, default) = match expr.split_once(":-") {
-                Some((n, d)) => (n, Some(d)),
-                None => (expr, None),
-            };
-            let valid =
-                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-            if !valid {
-                return Err(invalid(
-                    format!("line {line}"),
-                    format!("`${{{expr}}}` is not an environment variable reference"),
-                ));
-            }
-            match (lookup(name).filter(|v| !v.is_empty() || default.is_none()), default) {
-                (Some(v), _) => out.push_str(&v),
-                (None, Some(d)) => out.push_str(d),
-                (None, None) => {
-                    return Err(invalid(
-                        format!("line {line}"),
-                        format!("environment variable {name} is not set (use ${{{name}:-default}} for a default)"),
-                    ))
-                }
-            }
-            rest = &r[end + 1..];
-        } else {
-            out.push('$');
-            rest = after;
-        }
+    // Where we are in the line: outside strings, in a "basic" string (values are escaped),
+    // or in a 'literal' string (copied verbatim: regexes and `${1}`-style replacements).
+    #[derive(PartialEq)]
+    enum At {
+        Code,
+        Basic,
+        Literal,
     }
-    out.push_str(rest);
+    let mut at = At::Code;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        match (&at, c) {
+            (At::Literal, '\'') | (At::Basic, '"') => at = At::Code,
+            (At::Code, '\'') => at = At::Literal,
+            (At::Code, '"') => at = At::Basic,
+            (At::Basic, '\\') if rest.len() > 1 => {
+                // An escape: copy it and the escaped character as they are.
+                let n = 1 + rest[1..].chars().next().map_or(0, char::len_utf8);
+                out.push_str(&rest[..n]);
+                rest = &rest[n..];
+                continue;
+            }
+            (At::Code | At::Basic, '$') => {
+                let after = &rest[1..];
+                if let Some(r) = after.strip_prefix('$') {
+                    out.push('$');
+                    rest = r;
+                    continue;
+                }
+                if let Some(r) = after.strip_prefix('{') {
+                    if let Some(end) = r.find('}') {
+                        let expr = &r[..end];
+                        let (name, default) = match expr.split_once(":-") {
+                            Some((n, d)) => (n, Some(d)),
+                            None => (expr, None),
+                        };
+                        let is_name = name
+                            .bytes()
+                            .next()
+                            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+                            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                        if is_name {
+                            let value = match (lookup(name).filter(|v| !v.is_empty() || default.is_none()), default) {
+                                (Some(v), _) => v,
+                                (None, Some(d)) => d.to_string(),
+                                (None, None) => {
+                                    return Err(invalid(
+                                        format!("line {line}"),
+                                        format!("environment variable {name} is not set (use ${{{name}:-default}} for a default)"),
+                                    ))
+                                }
+                            };
+                            if at == At::Basic {
+                                out.push_str(&value.replace('\\', "\\\\").replace('"', "\\\""));
+                            } else {
+                                out.push_str(&value);
+                            }
+                            rest = &r[end + 1..];
+                            continue;
+                        }
+                    } else if at == At::Code {
+                        return Err(invalid(
+                            format!("line {line}"),
+                            "unterminated ${ in the config",
+                        ));
+                    }
+                }
+                // Not a reference (`$1`, `${1}`, a lone `$`): kept as written.
+            }
+            _ => {}
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
     Ok(())
 }
 
@@ -464,10 +495,10 @@ impl CollectorConfig {
         self.spool
             .validate()
             .map_err(|e| invalid("spool", e.to_string()))?;
-        if self.spool.max_record_bytes() < self.batch.max_bytes as u64 + 64 {
+        if self.spool.max_record_bytes() < self.batch.max_bytes as u64 + 65_536 {
             return Err(invalid(
                 "spool.segment_bytes",
-                "must hold one batch: at least batch.max_bytes + 100",
+                "must hold one batch: at least batch.max_bytes + 65572",
             ));
         }
         self.docker_engine
@@ -578,14 +609,24 @@ mod tests {
             err.to_string(),
             "invalid config: line 2: environment variable MISSING is not set (use ${MISSING:-default} for a default)"
         );
-        assert!(interpolate_env("a = \"${OPEN\"", env).is_err());
+        assert!(interpolate_env("a = ${OPEN", env).is_err());
+        // Literal strings and group references stay; values in basic strings are escaped.
+        let text = "r = '${1}**** $$ ${NOPE}'\np = \"${PW}\"\n";
+        let pw = |k: &str| (k == "PW").then(|| "a\\b\"c".to_string());
+        let done = interpolate_env(text, pw).unwrap();
+        assert_eq!(done, "r = '${1}**** $$ ${NOPE}'\np = \"a\\\\b\\\"c\"\n");
+        let v: toml::Value = toml::from_str(&done).unwrap();
+        assert_eq!(v["p"].as_str(), Some("a\\b\"c"));
         // Comments are kept as they are, also after a `#` inside a string.
         let text = "# uses ${NOPE}\na = \"x#${BROKERS}\" # ${NOPE}\nb = '''\n# ${BROKERS}\n'''\n";
         assert_eq!(
             interpolate_env(text, env).unwrap(),
             "# uses ${NOPE}\na = \"x#k1:9092,k2:9092\" # ${NOPE}\nb = '''\n# k1:9092,k2:9092\n'''\n"
         );
-        assert!(interpolate_env("a = \"${BAD NAME}\"", env).is_err());
+        assert_eq!(
+            interpolate_env("a = \"${BAD NAME}\"", env).unwrap(),
+            "a = \"${BAD NAME}\""
+        );
     }
 
     #[test]

@@ -199,6 +199,8 @@ pub async fn run(
     drop(metrics_tx);
 
     stats.set_spool(None); // a reload: the previous run's spool is closed first
+    let (drain_stop, drain_stop_rx) = watch::channel(false);
+    let mut drain_task = None;
     let spool = if cfg.spool.enabled {
         let dir = cfg.spool.resolve_dir(&cfg.data_dir);
         let opened =
@@ -209,12 +211,13 @@ pub async fn run(
         if !opened.is_empty() {
             tracing::info!(records = opened.records(), bytes = opened.bytes(), dir = %dir.display(), "spool holds batches from an earlier run: sending them first");
         }
-        let spool_handle = sinks::spooled::SpoolHandle::new(opened);
-        tasks.push(tokio::spawn(spool_handle.clone().drain(
+        let spool_handle = sinks::spooled::SpoolHandle::new(opened, shutdown.clone());
+        // The drain task stops after the log sink (it may need the room the drain frees).
+        drain_task = Some(tokio::spawn(spool_handle.clone().drain(
             handle.clone(),
             cfg.kafka.topic.clone(),
             stats.clone(),
-            shutdown.clone(),
+            drain_stop_rx,
         )));
         stats.set_spool(Some(spool_handle.clone()));
         Some(spool_handle)
@@ -232,6 +235,7 @@ pub async fn run(
         stats: stats.clone(),
         spool,
         spill_after: std::time::Duration::from_millis(cfg.spool.spill_after_ms),
+        stalled: Default::default(),
     };
     let sink_task = tokio::spawn(sink.run(rx, checkpoints.clone()));
 
@@ -277,6 +281,10 @@ pub async fn run(
     };
     source.run(checkpoints, tx, shutdown).await;
     let _ = sink_task.await;
+    let _ = drain_stop.send(true);
+    if let Some(t) = drain_task {
+        let _ = t.await;
+    }
     for t in tasks {
         let _ = t.await;
     }

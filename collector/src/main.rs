@@ -111,39 +111,85 @@ fn main() -> ExitCode {
     };
     let stats = Arc::new(Stats::default());
     rt.block_on(async move {
+        let control = Arc::new(Control::default());
+        tokio::spawn(signal_loop(args.clone(), control.clone()));
         let mut cfg = cfg;
         loop {
             let (tx, rx) = tokio::sync::watch::channel(false);
-            let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<CollectorConfig>(1);
-            let signals = tokio::spawn(signal_loop(args.clone(), tx, reload_tx));
+            control.set_run(tx);
             let result = sightline_collector::run(cfg.clone(), stats.clone(), rx).await;
-            signals.abort();
-            if let Err(e) = result {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
+            let next = control.take_reload();
+            if control.exiting() {
+                return match result {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        ExitCode::FAILURE
+                    }
+                };
             }
-            match reload_rx.try_recv() {
-                Ok(new_cfg) => {
+            match (result, next) {
+                // A reload, also one that interrupted a start-up still waiting for Kafka.
+                (_, Some(new_cfg)) => {
                     tracing::info!(
                         "configuration reloaded: restarting the pipeline from its checkpoints"
                     );
                     cfg = new_cfg;
                 }
-                Err(_) => return ExitCode::SUCCESS,
+                (Ok(()), None) => return ExitCode::SUCCESS,
+                (Err(e), None) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
             }
         }
     })
 }
 
-/// Waits for signals: SIGTERM or SIGINT stop the collector; SIGHUP re-reads the
-/// configuration and, when it is valid, stops the pipeline cleanly (flush, checkpoints) so
-/// `main` restarts it with the new configuration from where it stopped. An invalid
-/// configuration is logged and the running one kept.
-async fn signal_loop(
-    args: Args,
-    stop: tokio::sync::watch::Sender<bool>,
-    reload: tokio::sync::mpsc::Sender<CollectorConfig>,
-) {
+/// What the signal task tells the pipeline loop in `main`.
+#[derive(Default)]
+struct Control {
+    /// Stops the running pipeline.
+    run: std::sync::Mutex<Option<tokio::sync::watch::Sender<bool>>>,
+    /// SIGTERM or SIGINT came: stop for good.
+    exit: std::sync::atomic::AtomicBool,
+    /// A valid configuration read on SIGHUP, for the next run.
+    reload: std::sync::Mutex<Option<CollectorConfig>>,
+}
+
+impl Control {
+    fn set_run(&self, stop: tokio::sync::watch::Sender<bool>) {
+        // A stop that came between two runs also stops the next one.
+        if self.exiting() {
+            let _ = stop.send(true);
+        }
+        if let Ok(mut r) = self.run.lock() {
+            *r = Some(stop);
+        }
+    }
+
+    fn stop_run(&self) {
+        if let Ok(r) = self.run.lock() {
+            if let Some(stop) = r.as_ref() {
+                let _ = stop.send(true);
+            }
+        }
+    }
+
+    fn exiting(&self) -> bool {
+        self.exit.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn take_reload(&self) -> Option<CollectorConfig> {
+        self.reload.lock().ok().and_then(|mut r| r.take())
+    }
+}
+
+/// Waits for signals for the life of the process: SIGTERM or SIGINT stop the collector;
+/// SIGHUP re-reads the configuration and, when it is valid, stops the pipeline cleanly
+/// (flush, checkpoints) so `main` restarts it with the new configuration from where it
+/// stopped. An invalid configuration is logged and the running one kept.
+async fn signal_loop(args: Args, control: Arc<Control>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -154,21 +200,26 @@ async fn signal_loop(
     };
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
             _ = hup.recv() => {
                 match load(&args) {
                     Ok(cfg) => {
                         tracing::info!("SIGHUP: configuration valid; reloading");
-                        let _ = reload.send(cfg).await;
-                        let _ = stop.send(true);
-                        return;
+                        if let Ok(mut r) = control.reload.lock() {
+                            *r = Some(cfg);
+                        }
+                        control.stop_run();
                     }
                     Err(e) => tracing::error!(error = %e, "SIGHUP: configuration invalid; keeping the running one"),
                 }
+                continue;
             }
         }
+        tracing::info!("shutting down: flushing to Kafka and writing checkpoints");
+        control
+            .exit
+            .store(true, std::sync::atomic::Ordering::Release);
+        control.stop_run();
     }
-    tracing::info!("shutting down: flushing to Kafka and writing checkpoints");
-    let _ = stop.send(true);
 }

@@ -416,10 +416,9 @@ async fn rotation_flushes_records_held_by_multiline() {
     let app = FakeContainer::new(root.path(), "dddd4444", "app-2", "app");
     let mut cfg = config(root.path(), data.path(), &brokers);
     // The last record of a file is held until the next start line or the timeout.
-    cfg.multiline = toml::from_str(
-        "mode = \"custom\"\nstart_pattern = '^START'\nflush_timeout_ms = 60000",
-    )
-    .unwrap();
+    cfg.multiline =
+        toml::from_str("mode = \"custom\"\nstart_pattern = '^START'\nflush_timeout_ms = 60000")
+            .unwrap();
     cfg.validate().unwrap();
     let (stop, handle, _stats) = start(cfg).await;
     app.write("stdout", "START order-1 first");

@@ -207,6 +207,9 @@ pub struct KafkaSink {
     pub spool: Option<Arc<SpoolHandle>>,
     /// Spool a batch Kafka has not acknowledged after this long (`spool.spill_after_ms`).
     pub spill_after: Duration,
+    /// Set once a batch could be neither delivered nor spooled (shutdown with a full spool):
+    /// no checkpoint advances any more, so those lines are read again on the next start.
+    pub stalled: std::sync::atomic::AtomicBool,
 }
 
 impl KafkaSink {
@@ -232,8 +235,10 @@ impl KafkaSink {
                     for part in chunk.parts {
                         let o = open.entry(part.partition).or_default();
                         // Seal before the message would pass max_bytes.
+                        // (the resource is added once per chunk, with ~16 bytes of framing)
                         if !o.builder.is_empty()
-                            && o.builder.len() + part.records.len() > this.batch.max_bytes
+                            && o.builder.len() + part.records.len() + chunk.resource.len() + 16
+                                > this.batch.max_bytes
                         {
                             sealed.push(o.seal(part.partition));
                         }
@@ -280,7 +285,10 @@ impl KafkaSink {
         match &self.spool {
             Some(spool) if spool.spooling() => {
                 // Kafka is behind: these go to disk, in order after what is already there.
-                spool.append(std::mem::take(sealed)).await;
+                if !spool.append(std::mem::take(sealed)).await {
+                    self.stalled
+                        .store(true, std::sync::atomic::Ordering::Release);
+                }
             }
             _ => {
                 for batch in sealed.drain(..) {
@@ -354,8 +362,14 @@ impl KafkaSink {
                     let mut spill = vec![batch];
                     spill.extend(rest.by_ref().map(|(b, _)| b));
                     spool.start_spooling();
-                    spool.append(spill).await;
+                    if !spool.append(spill).await {
+                        self.stalled
+                            .store(true, std::sync::atomic::Ordering::Release);
+                    }
                 }
+            }
+            if self.stalled.load(std::sync::atomic::Ordering::Acquire) {
+                continue; // neither acknowledged nor spooled: these checkpoints must not move
             }
             for (key, cp, done) in generation.checkpoints {
                 if done {

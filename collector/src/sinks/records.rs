@@ -251,6 +251,9 @@ impl RecordSink {
             }
         }
         if let Some(ns) = docker {
+            // One second back: the engine stamps an event before it publishes it, so the
+            // stream is not strictly ordered by time; the re-read events keep their IDs.
+            let ns = ns.saturating_sub(1_000_000_000);
             if let Err(e) = self.cursors.set(DOCKER_EVENTS_CURSOR, ns) {
                 self.stats.add_checkpoint_errors(1);
                 tracing::warn!(error = %e, "cannot store the Docker event cursor");

@@ -90,12 +90,15 @@ pub struct SpoolHandle {
     bytes: AtomicU64,
     /// Events appended since start.
     pub events_spooled: AtomicU64,
+    /// The collector's shutdown signal: a full spool then stops waiting for room.
+    closing: watch::Receiver<bool>,
 }
 
 impl SpoolHandle {
     /// Wraps an opened spool; starts in spooling mode when it holds records (a previous run
     /// left them), so they go out before anything newer.
-    pub fn new(spool: Spool) -> Arc<Self> {
+    /// `closing` is the collector's shutdown signal.
+    pub fn new(spool: Spool, closing: watch::Receiver<bool>) -> Arc<Self> {
         let pending = !spool.is_empty();
         let bytes = spool.bytes();
         Arc::new(SpoolHandle {
@@ -105,6 +108,7 @@ impl SpoolHandle {
             freed: Notify::new(),
             bytes: AtomicU64::new(bytes),
             events_spooled: AtomicU64::new(0),
+            closing,
         })
     }
 
@@ -134,8 +138,11 @@ impl SpoolHandle {
     }
 
     /// Appends batches durably, in order; waits while the spool is full (backpressure).
-    /// Returns when every batch is on disk.
-    pub(crate) async fn append(self: &Arc<Self>, batches: Vec<Batch>) {
+    /// Returns true when every batch is on disk; false when one could not be spooled — the
+    /// spool stayed full (or failed) after shutdown began, or a batch is larger than a
+    /// segment — and the caller must then not advance any checkpoint past it (those lines
+    /// are read again on the next start).
+    pub(crate) async fn append(self: &Arc<Self>, batches: Vec<Batch>) -> bool {
         for b in batches {
             let record = encode_record(&b);
             loop {
@@ -157,6 +164,14 @@ impl SpoolHandle {
                         self.has_data.notify_one();
                         break;
                     }
+                    Err(e @ SpoolError::RecordTooLarge { .. }) => {
+                        tracing::error!(error = %e, "batch larger than a spool segment: not spooled; its lines will be read again after a restart");
+                        return false;
+                    }
+                    Err(e) if *self.closing.borrow() => {
+                        tracing::warn!(error = %e, "shutting down with the spool full or failing: the rest is read again on the next start");
+                        return false;
+                    }
                     Err(SpoolError::Full { .. }) => {
                         // Wait for the drain task to free space (or re-check shortly).
                         let _ = tokio::time::timeout(Duration::from_secs(1), self.freed.notified())
@@ -169,10 +184,13 @@ impl SpoolHandle {
                 }
             }
         }
+        true
     }
 
-    /// Produces spooled batches in order until `shutdown`; acknowledges them in the spool
-    /// once Kafka did; leaves spooling mode when the spool is empty.
+    /// Produces spooled batches in order until `shutdown` (the caller raises it once the log
+    /// sink has finished, so the sink can still make room while it drains); acknowledges
+    /// them in the spool once Kafka did; leaves spooling mode when the spool is empty. A
+    /// delivery still pending at shutdown is abandoned: its records stay in the spool.
     pub async fn drain(
         self: Arc<Self>,
         producer: Arc<ProducerHandle>,
@@ -255,16 +273,24 @@ impl SpoolHandle {
             let mut ok = true;
             let mut error = None;
             for f in futures {
-                match f {
-                    Some(f) => match f.await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err((e, _))) => {
-                            ok = false;
-                            error = Some(e);
-                        }
-                        Err(_) => ok = false,
-                    },
-                    None => ok = false,
+                let Some(f) = f else {
+                    ok = false;
+                    continue;
+                };
+                let outcome = tokio::select! {
+                    r = f => r,
+                    _ = shutdown.changed() => {
+                        self.with(|s| s.rewind());
+                        return;
+                    }
+                };
+                match outcome {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((e, _))) => {
+                        ok = false;
+                        error = Some(e);
+                    }
+                    Err(_) => ok = false,
                 }
             }
             if !ok {

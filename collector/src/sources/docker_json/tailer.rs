@@ -460,7 +460,15 @@ impl Tailer {
         };
         if !wait.is_zero() {
             self.ctx.stats.add_throttled(1, wait);
-            std::thread::sleep(wait);
+            // In slices, so a stop (shutdown, reload, removal) is not held up.
+            let until = std::time::Instant::now() + wait;
+            while self.stop.load(Ordering::Acquire) == RUN {
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                std::thread::sleep(left.min(Duration::from_millis(100)));
+            }
         }
     }
 
@@ -548,9 +556,9 @@ impl Tailer {
     /// The event of one record, for encoding. Resource-level fields (`host`, `service`) stay
     /// empty: they travel once per chunk in the encoded resource, not per event.
     fn event(&self, f: &OpenFile, r: Record, observed: u64) -> LogEvent {
-        let ex = self.ctx.extractor.extract(&r.text);
         let mut attributes = r.attrs;
         let mut text = r.text;
+        // Secrets are masked first, so no correlation ID or trace ID can carry one out.
         if !self.ctx.redactor.is_empty() {
             let (redacted, n) = self.ctx.redactor.redact(&text);
             if n > 0 {
@@ -560,6 +568,7 @@ impl Tailer {
                 self.ctx.stats.add_redactions(n as u64);
             }
         }
+        let ex = self.ctx.extractor.extract(&text);
         if let Some(p) = r.split_part {
             attributes.insert("sightline.split_part".into(), p.to_string());
         }
