@@ -13,6 +13,8 @@
 //! `--config <toml>` starts from a configuration file instead of the defaults. The Docker
 //! engine's events and stats are on whenever the engine's socket exists, as in production.
 
+mod common;
+
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -21,21 +23,7 @@ use std::time::{Duration, Instant};
 use sightline_collector::config::CollectorConfig;
 use sightline_collector::stats::Stats;
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the command name.
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
+use common::{arg, cpu_seconds};
 
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

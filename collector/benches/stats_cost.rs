@@ -11,6 +11,8 @@
 //! Without `--brokers`, librdkafka's in-process mock cluster is used (its CPU is counted).
 //! The engine's own CPU for answering the stats calls is not in these figures.
 
+mod common;
+
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,20 +21,7 @@ use rdkafka::mocking::MockCluster;
 use sightline_collector::config::CollectorConfig;
 use sightline_collector::stats::Stats;
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
+use common::{arg, cpu_seconds};
 
 /// Runs the pipeline for `seconds`; returns (CPU seconds, metric points read, samples taken).
 fn measure(brokers: &str, stats_on: bool, interval_ms: u64, seconds: u64) -> (f64, u64, u64) {

@@ -152,8 +152,8 @@ fn sighup_reloads_without_losing_or_repeating_lines() {
     append_lines(&log, 700, 800);
     std::thread::sleep(Duration::from_secs(2));
     append_lines(&log, 800, 1000);
-    let total = wait_for(Duration::from_secs(60), || {
-        let events: Vec<_> = read_all(
+    let in_topic = || -> Vec<sightline_model::LogEvent> {
+        read_all(
             &broker.addr,
             &topic,
             Duration::from_secs(2),
@@ -161,20 +161,15 @@ fn sighup_reloads_without_losing_or_repeating_lines() {
         )
         .iter()
         .flat_map(|p| decode_logs(p).unwrap())
-        .collect();
+        .collect()
+    };
+    let total = wait_for(Duration::from_secs(60), || {
+        let events = in_topic();
         (events.len() >= 1000).then_some(events)
     })
     .expect("1000 events in the topic");
     std::thread::sleep(Duration::from_secs(2));
-    let events: Vec<_> = read_all(
-        &broker.addr,
-        &topic,
-        Duration::from_secs(2),
-        Duration::from_secs(20),
-    )
-    .iter()
-    .flat_map(|p| decode_logs(p).unwrap())
-    .collect();
+    let events = in_topic();
     assert!(events.len() >= total.len());
     let mut lines: Vec<usize> = events.iter().map(lines_no).collect();
     lines.sort_unstable();
