@@ -163,6 +163,11 @@ pub(crate) fn log_headers() -> OwnedHeaders {
 
 struct Generation {
     batches: Vec<(Batch, (u64, DeliveryFuture))>,
+    /// Batches for the spool (the sink is spooling): the ack loop appends them, so the spool
+    /// receives generations in order.
+    to_spool: Vec<Batch>,
+    /// A [`SpoolHandle::begin_pending`] is held for `to_spool`.
+    spool_pending: bool,
     checkpoints: Vec<(Arc<str>, Option<FileCheckpoint>, bool)>,
     /// When the batches were handed to the producer.
     sent_at: Instant,
@@ -282,23 +287,26 @@ impl KafkaSink {
             }
         }
         let mut batches = Vec::with_capacity(sealed.len());
-        match &self.spool {
-            Some(spool) if spool.spooling() => {
-                // Kafka is behind: these go to disk, in order after what is already there.
-                if !spool.append(std::mem::take(sealed)).await {
-                    self.stalled
-                        .store(true, std::sync::atomic::Ordering::Release);
-                }
+        let mut to_spool = Vec::new();
+        let mut spool_pending = false;
+        if let Some(spool) = &self.spool {
+            spool.begin_pending(); // before looking, so spooling cannot end under us
+            if spool.spooling() {
+                // Kafka is behind: these go to disk after everything before them.
+                to_spool = std::mem::take(sealed);
+                spool_pending = true;
+            } else {
+                spool.end_pending();
             }
-            _ => {
-                for batch in sealed.drain(..) {
-                    let fut = self.send(&batch).await;
-                    batches.push((batch, fut));
-                }
-            }
+        }
+        for batch in sealed.drain(..) {
+            let fut = self.send(&batch).await;
+            batches.push((batch, fut));
         }
         let generation = Generation {
             batches,
+            to_spool,
+            spool_pending,
             checkpoints: std::mem::take(cps),
             sent_at: Instant::now(),
         };
@@ -361,12 +369,21 @@ impl KafkaSink {
                     let spool = self.spool.as_ref().expect("only spilled with a spool");
                     let mut spill = vec![batch];
                     spill.extend(rest.by_ref().map(|(b, _)| b));
+                    spool.begin_pending();
                     spool.start_spooling();
                     if !spool.append(spill).await {
                         self.stalled
                             .store(true, std::sync::atomic::Ordering::Release);
                     }
+                    spool.end_pending();
                 }
+            }
+            if let (Some(spool), true) = (&self.spool, generation.spool_pending) {
+                if !spool.append(generation.to_spool).await {
+                    self.stalled
+                        .store(true, std::sync::atomic::Ordering::Release);
+                }
+                spool.end_pending();
             }
             if self.stalled.load(std::sync::atomic::Ordering::Acquire) {
                 continue; // neither acknowledged nor spooled: these checkpoints must not move

@@ -92,6 +92,9 @@ pub struct SpoolHandle {
     pub events_spooled: AtomicU64,
     /// The collector's shutdown signal: a full spool then stops waiting for room.
     closing: watch::Receiver<bool>,
+    /// Batches decided for the spool but not appended yet: spooling mode must not end
+    /// while there are any, or newer batches would be produced before them.
+    pending: AtomicU64,
 }
 
 impl SpoolHandle {
@@ -109,6 +112,7 @@ impl SpoolHandle {
             bytes: AtomicU64::new(bytes),
             events_spooled: AtomicU64::new(0),
             closing,
+            pending: AtomicU64::new(0),
         })
     }
 
@@ -121,6 +125,18 @@ impl SpoolHandle {
     /// Un-acknowledged bytes in the spool.
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Announces batches that may go to the spool; call before deciding (before reading
+    /// [`SpoolHandle::spooling`] or calling [`SpoolHandle::start_spooling`]), and
+    /// [`SpoolHandle::end_pending`] once they are appended or produced.
+    pub fn begin_pending(&self) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// See [`SpoolHandle::begin_pending`].
+    pub fn end_pending(&self) {
+        self.pending.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Switches to spooling (Kafka did not acknowledge in time).
@@ -206,11 +222,17 @@ impl SpoolHandle {
             let this = self.clone();
             let read = tokio::task::spawn_blocking(move || {
                 this.with(|s| {
-                    if s.is_empty() {
-                        Ok(Vec::new())
-                    } else {
-                        s.read_next(64, 8 << 20)
+                    if !s.is_empty() {
+                        return s.read_next(64, 8 << 20);
                     }
+                    // Empty, under the spool's lock, and nothing on its way in: newer
+                    // batches may go to Kafka directly again.
+                    if this.pending.load(Ordering::Acquire) == 0
+                        && this.spooling.swap(false, Ordering::AcqRel)
+                    {
+                        tracing::info!("spool drained: producing to Kafka directly again");
+                    }
+                    Ok(Vec::new())
                 })
             })
             .await
@@ -226,9 +248,6 @@ impl SpoolHandle {
                 }
             };
             if records.is_empty() {
-                if self.spooling.swap(false, Ordering::AcqRel) {
-                    tracing::info!("spool drained: producing to Kafka directly again");
-                }
                 tokio::select! {
                     _ = self.has_data.notified() => {}
                     _ = tokio::time::sleep(Duration::from_millis(200)) => {}
