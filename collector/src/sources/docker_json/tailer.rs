@@ -440,8 +440,13 @@ impl Tailer {
         };
         let mut out = Vec::with_capacity(records.len());
         for r in records {
-            let stream = r.stream.clone();
-            m.push(&stream, r, &mut out);
+            // Docker's streams are `stdout` and `stderr`: no per-line copy of the name.
+            let stream = match r.stream.as_str() {
+                "stdout" => "stdout",
+                "stderr" => "stderr",
+                _ => "",
+            };
+            m.push(stream, r, &mut out);
         }
         if all {
             m.flush_all(&mut out);
