@@ -9,6 +9,9 @@
 //!   commits with a checkpoint payload.
 //! - [`checkpoint`]: the versioned commit payload (Kafka offsets, source watermarks).
 //! - [`metrics`]: [`IndexerMetrics`] counters.
+//! - [`series`]: the series model shared by rollups and alert rules ([`series::SeriesSource`]).
+//! - [`alert`]: [`alert::Alert`]s handed from rules to notifications and autoscaling, and
+//!   the [`alert::ActionLog`] that records Sightline's own actions in the audit trail.
 //!
 //! Embedding (what the `sightline-aggregator` binary does):
 //!
@@ -26,11 +29,13 @@
 
 #![warn(missing_docs)]
 
+pub mod alert;
 pub mod checkpoint;
 pub mod config;
 pub mod consumer;
 pub mod indexer;
 pub mod metrics;
+pub mod series;
 
 use std::sync::Arc;
 use std::time::Duration;
