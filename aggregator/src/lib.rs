@@ -10,6 +10,8 @@
 //! - [`checkpoint`]: the versioned commit payload (Kafka offsets, source watermarks).
 //! - [`metrics`]: [`IndexerMetrics`] counters.
 //! - [`series`]: the series model shared by rollups and alert rules ([`series::SeriesSource`]).
+//! - [`audit`]: the tamper-evident audit trail (SHA-256 chained, append-only store under
+//!   `<data_dir>/audit`; verify, query, HTTP routes, the store-backed [`alert::ActionLog`]).
 //! - [`alert`]: [`alert::Alert`]s handed from rules to notifications and autoscaling, and
 //!   the [`alert::ActionLog`] that records Sightline's own actions in the audit trail.
 //!
@@ -30,6 +32,7 @@
 #![warn(missing_docs)]
 
 pub mod alert;
+pub mod audit;
 pub mod checkpoint;
 pub mod config;
 pub mod consumer;
