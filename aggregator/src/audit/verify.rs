@@ -140,6 +140,42 @@ pub struct VerifyReport {
     pub problem: Option<Problem>,
 }
 
+impl std::fmt::Display for VerifyReport {
+    /// One line per fact, for the CLI: `OK: 60 records, head 60 <hash>, 3 segments` or
+    /// `FAILED: <problem>`, then notes on unsealed records and a torn tail.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.problem {
+            None => write!(
+                f,
+                "OK: {} records, head {} {}, {} segments",
+                self.records, self.head_seq, self.head_hash, self.segments
+            )?,
+            Some(p) => write!(
+                f,
+                "FAILED after {} valid records: {p}",
+                self.records
+            )?,
+        }
+        if self.unsealed_records > 0 {
+            write!(
+                f,
+                "\nnote: {} records after the head (a write in progress, or a crash before \
+                 its commit; the next open keeps them)",
+                self.unsealed_records
+            )?;
+        }
+        if let Some(t) = &self.torn_tail {
+            write!(
+                f,
+                "\nnote: incomplete record of {} bytes at {} byte {} (an interrupted write; \
+                 the next open truncates it)",
+                t.bytes, t.file, t.offset
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// A chain-valid record met during a walk.
 pub(crate) struct Visited<'a> {
     pub segment: usize,

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
-use sightline_aggregator::{Aggregator, AggregatorConfig};
+use clap::{Parser, Subcommand};
+use sightline_aggregator::{audit, Aggregator, AggregatorConfig};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -19,6 +19,10 @@ Examples:
 
   # Check a config file and print the effective settings, without starting:
   sightline-aggregator --config aggregator.toml --check-config
+
+  # Verify the audit trail's hash chain (exit 0 OK, 1 tampered/missing, 2 usage or I/O):
+  sightline-aggregator --data-dir /var/lib/sightline audit verify
+  sightline-aggregator audit verify --dir /var/lib/sightline/audit --json
 
   # Query it:
   curl 'http://127.0.0.1:7280/api/v1/correlations/req-42'
@@ -34,7 +38,7 @@ Stops on SIGINT or SIGTERM after a final index commit.";
 struct Cli {
     /// TOML config file (keys: data_dir, commit_interval_ms, writer_memory_bytes, listen,
     /// max_correlation_events, [kafka] brokers, topic, group_id, [kafka.settings]).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
     /// Kafka bootstrap servers, comma-separated (overrides kafka.brokers).
     #[arg(long, value_name = "HOST:PORT,...")]
@@ -46,7 +50,7 @@ struct Cli {
     #[arg(long)]
     group_id: Option<String>,
     /// Data directory; the index lives in <DIR>/index (overrides data_dir).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     data_dir: Option<PathBuf>,
     /// Query API address (overrides listen; default 127.0.0.1:7280).
     #[arg(long, value_name = "IP:PORT")]
@@ -54,6 +58,83 @@ struct Cli {
     /// Validate the configuration, print the effective settings as TOML and exit.
     #[arg(long)]
     check_config: bool,
+    /// A tool to run instead of the aggregator.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Audit trail tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Walks the whole audit store, recomputes the SHA-256 chain and checks it against
+    /// head.json: prints OK with the record count and head hash, or the first tampered,
+    /// missing, reordered or truncated record. Read-only; safe while the aggregator runs.
+    /// Exit status: 0 OK, 1 integrity problem, 2 usage or I/O error.
+    Verify {
+        /// Audit store directory (default: <data_dir>/audit, from --data-dir or --config).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn audit_verify(cli: &Cli, dir: Option<&PathBuf>, json: bool) -> ExitCode {
+    let dir = match dir {
+        Some(d) => d.clone(),
+        None => {
+            let data_dir = match (&cli.data_dir, &cli.config) {
+                (Some(d), _) => d.clone(),
+                (None, Some(path)) => match AggregatorConfig::load(path) {
+                    Ok(c) => c.data_dir,
+                    Err(e) => {
+                        eprintln!("sightline-aggregator: {e}");
+                        return ExitCode::from(2);
+                    }
+                },
+                (None, None) => PathBuf::new(),
+            };
+            if data_dir.as_os_str().is_empty() {
+                eprintln!("sightline-aggregator: audit verify needs --dir, --data-dir or --config");
+                return ExitCode::from(2);
+            }
+            data_dir.join("audit")
+        }
+    };
+    if !dir.is_dir() {
+        eprintln!("sightline-aggregator: {} is not a directory", dir.display());
+        return ExitCode::from(2);
+    }
+    let report = match audit::verify(&dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sightline-aggregator: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("sightline-aggregator: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        println!("audit trail {}: {report}", dir.display());
+    }
+    if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 fn effective_config(cli: &Cli) -> Result<AggregatorConfig, String> {
@@ -107,6 +188,9 @@ async fn wait_for_signal() {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Audit(AuditCommand::Verify { dir, json })) = &cli.command {
+        return audit_verify(&cli, dir.as_ref(), *json);
+    }
     let config = match effective_config(&cli) {
         Ok(c) => c,
         Err(e) => {
