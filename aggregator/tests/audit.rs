@@ -21,8 +21,8 @@ fn run(args: &[&str]) -> (i32, String) {
         .args(args)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code().unwrap_or(-1), text)
 }
 
@@ -38,11 +38,18 @@ fn audit_verify_subcommand() {
 
     let (code, text) = run(&["--data-dir", data_dir, "audit", "verify"]);
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains("OK: 3 records") && text.contains(&head), "{text}");
+    assert!(
+        text.contains("OK: 3 records") && text.contains(&head),
+        "{text}"
+    );
 
     let seg = tmp.path().join("audit/segment-00000000000000000001.jsonl");
     let body = std::fs::read_to_string(&seg).unwrap();
-    std::fs::write(&seg, body.replace("container 1 started", "container 1 stopped")).unwrap();
+    std::fs::write(
+        &seg,
+        body.replace("container 1 started", "container 1 stopped"),
+    )
+    .unwrap();
     let dir = tmp.path().join("audit");
     let (code, text) = run(&["audit", "verify", "--dir", dir.to_str().unwrap(), "--json"]);
     assert_eq!(code, 1, "{text}");

@@ -80,7 +80,9 @@ mod tests {
             .await
             .unwrap();
         let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
         let json = serde_json::from_slice(&bytes)
             .unwrap_or_else(|e| panic!("{uri}: not JSON ({e}): {bytes:?}"));
         (status, json)
@@ -99,7 +101,10 @@ mod tests {
         let (_tmp, store) = store_with(10);
         let (status, body) = get(&store, "/api/v1/audit?service=web&limit=2").await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!((body["total"].as_u64(), body["count"].as_u64()), (Some(5), Some(2)));
+        assert_eq!(
+            (body["total"].as_u64(), body["count"].as_u64()),
+            (Some(5), Some(2))
+        );
         let first = &body["events"][0];
         assert_eq!(first["seq"], 9);
         assert_eq!(first["service"], "web");
@@ -141,7 +146,10 @@ mod tests {
         let (tmp, store) = store_with(5);
         let (status, body) = get(&store, "/api/v1/audit/verify").await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!((body["ok"].as_bool(), body["records"].as_u64()), (Some(true), Some(5)));
+        assert_eq!(
+            (body["ok"].as_bool(), body["records"].as_u64()),
+            (Some(true), Some(5))
+        );
         assert_eq!(body["head_hash"], store.head().1.to_hex());
 
         let seg = tmp.path().join(crate::audit::verify::segment_name(1));

@@ -83,7 +83,11 @@ impl Head {
             hash: self.hash.to_hex(),
             segment: self.segment.clone(),
             segment_bytes: self.segment_bytes,
-            positions: self.positions.iter().map(|(k, v)| (tp_key(k), *v)).collect(),
+            positions: self
+                .positions
+                .iter()
+                .map(|(k, v)| (tp_key(k), *v))
+                .collect(),
         };
         serde_json::to_vec(&wire).unwrap_or_default()
     }
@@ -106,7 +110,9 @@ impl Head {
                 HeadError::Malformed(format!("position key {k:?} is not <topic>/<partition>"))
             })?;
             if v < 0 {
-                return Err(HeadError::Malformed(format!("position {k:?} = {v} is negative")));
+                return Err(HeadError::Malformed(format!(
+                    "position {k:?} = {v} is negative"
+                )));
             }
             positions.insert(tp, v);
         }
@@ -185,7 +191,10 @@ mod tests {
             Head::from_json(br#"{"format":2,"seq":0,"hash":"","segment":null,"segment_bytes":0}"#),
             Err(HeadError::UnsupportedFormat(2))
         ));
-        assert!(matches!(Head::from_json(b"{"), Err(HeadError::Malformed(_))));
+        assert!(matches!(
+            Head::from_json(b"{"),
+            Err(HeadError::Malformed(_))
+        ));
         let bad_key = format!(
             r#"{{"format":1,"seq":0,"hash":"{}","segment":null,"segment_bytes":0,"positions":{{"x":1}}}}"#,
             ChainHash::GENESIS

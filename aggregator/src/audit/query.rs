@@ -81,7 +81,11 @@ impl AuditQuery {
     ///
     /// Errors: [`QueryError::InvalidParameter`] naming the parameter.
     pub fn from_params(p: &AuditParams) -> Result<Self, QueryError> {
-        let from_ns = p.from.as_deref().map(|s| parse_time("from", s)).transpose()?;
+        let from_ns = p
+            .from
+            .as_deref()
+            .map(|s| parse_time("from", s))
+            .transpose()?;
         let to_ns = p.to.as_deref().map(|s| parse_time("to", s)).transpose()?;
         if let (Some(f), Some(t)) = (from_ns, to_ns) {
             if f > t {
@@ -129,22 +133,29 @@ impl AuditQuery {
 
     fn time_overlaps(&self, min_ns: u64, max_ns: u64) -> bool {
         let (lo, hi) = (i128::from(min_ns), i128::from(max_ns));
-        self.from_ns.is_none_or(|f| hi >= i128::from(f)) && self.to_ns.is_none_or(|t| lo <= i128::from(t))
+        self.from_ns.is_none_or(|f| hi >= i128::from(f))
+            && self.to_ns.is_none_or(|t| lo <= i128::from(t))
     }
 
     /// Whether `ev` matches every criterion.
     pub fn matches(&self, ev: &AuditEvent) -> bool {
         self.time_overlaps(ev.time_ns, ev.time_ns)
-            && self.service.as_ref().is_none_or(|s| ev.resource.service == *s)
+            && self
+                .service
+                .as_ref()
+                .is_none_or(|s| ev.resource.service == *s)
             && self
                 .actor
                 .as_ref()
                 .is_none_or(|a| ev.actor.id == *a || ev.actor.name == *a)
             && self.actor_kind.as_ref().is_none_or(|k| ev.actor.kind == *k)
-            && self.action.as_ref().is_none_or(|a| match a.strip_suffix('*') {
-                Some(prefix) => ev.action.starts_with(prefix),
-                None => ev.action == *a,
-            })
+            && self
+                .action
+                .as_ref()
+                .is_none_or(|a| match a.strip_suffix('*') {
+                    Some(prefix) => ev.action.starts_with(prefix),
+                    None => ev.action == *a,
+                })
     }
 }
 
@@ -282,8 +293,11 @@ impl AuditStore {
             }
         }
         // Ascending in Reverse<Hit> is descending in (time, seq): newest first.
-        let events: Vec<AuditEventView> =
-            heap.into_sorted_vec().into_iter().map(|Reverse(h)| h.2).collect();
+        let events: Vec<AuditEventView> = heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|Reverse(h)| h.2)
+            .collect();
         Ok(AuditPage {
             total,
             count: events.len(),

@@ -123,7 +123,9 @@ pub struct AuditStore {
 
 impl std::fmt::Debug for AuditStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditStore").field("dir", &self.dir).finish()
+        f.debug_struct("AuditStore")
+            .field("dir", &self.dir)
+            .finish()
     }
 }
 
@@ -174,7 +176,10 @@ impl AuditStore {
             .iter()
             .enumerate()
             .map(|(i, f)| {
-                let mut s = stats.get(i).cloned().unwrap_or_else(|| SegmentInfo::new(f.clone()));
+                let mut s = stats
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| SegmentInfo::new(f.clone()));
                 s.file = f.clone();
                 s.bytes = w.segment_ends.get(i).copied().unwrap_or(0);
                 s
@@ -209,7 +214,8 @@ impl AuditStore {
         if w.last_seq > head.seq || fresh {
             if w.last_seq > head.seq {
                 tracing::warn!(
-                    head_seq = head.seq, last_seq = w.last_seq,
+                    head_seq = head.seq,
+                    last_seq = w.last_seq,
                     "audit store: records written after the last head commit; keeping them"
                 );
             }
@@ -320,7 +326,9 @@ impl AuditStore {
         }
         let chunks = plan(&g, &fresh)?;
         let mut new_head = g.head.clone();
-        new_head.positions.extend(positions.iter().map(|(k, v)| (k.clone(), *v)));
+        new_head
+            .positions
+            .extend(positions.iter().map(|(k, v)| (k.clone(), *v)));
         if let Some(last) = chunks.last() {
             new_head.seq = last.last_seq;
             new_head.hash = last.last_hash;
@@ -349,7 +357,10 @@ impl AuditStore {
                     first_seq: c.first_seq_of_file,
                 }));
             }
-            let seg = g.segments.last_mut().expect("a segment exists after a write");
+            let seg = g
+                .segments
+                .last_mut()
+                .expect("a segment exists after a write");
             for &(t, end) in &c.times {
                 seg.add(t, c.base + end);
             }
@@ -455,7 +466,10 @@ fn write_chunks(g: &mut Inner, chunks: &[Chunk]) -> Result<Option<File>, AuditEr
             new_active = Some(f);
         } else {
             let f = g.active.as_mut().ok_or_else(|| {
-                io_err(&path, std::io::Error::other("no open handle on the active segment"))
+                io_err(
+                    &path,
+                    std::io::Error::other("no open handle on the active segment"),
+                )
             })?;
             f.write_all(&c.buf)
                 .and_then(|()| f.sync_data())

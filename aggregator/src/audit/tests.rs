@@ -13,7 +13,7 @@ use super::verify::{list_segments, walk};
 use super::*;
 
 pub(crate) fn ev(i: u64) -> AuditEvent {
-    let service = if i % 2 == 0 { "web" } else { "db" };
+    let service = if i.is_multiple_of(2) { "web" } else { "db" };
     AuditEvent {
         event_id: EventId(u128::from(i) + 1),
         time_ns: 1_795_237_200_000_000_000 + i * 1_000_000_000,
@@ -29,13 +29,18 @@ pub(crate) fn ev(i: u64) -> AuditEvent {
             })),
             ..Default::default()
         },
-        action: if i % 3 == 0 { "container.die" } else { "container.start" }.into(),
+        action: if i.is_multiple_of(3) {
+            "container.die"
+        } else {
+            "container.start"
+        }
+        .into(),
         actor: Actor {
             kind: "container".into(),
             id: format!("c{i}"),
             name: format!("{service}-{i}"),
         },
-        outcome: (i % 3 == 0).then(|| "137".to_string()),
+        outcome: i.is_multiple_of(3).then(|| "137".to_string()),
         message: format!("event number {i} happened"),
         attributes: [("n".to_string(), i.to_string())].into(),
     }
@@ -140,7 +145,9 @@ fn config_is_validated() {
     let bad = AuditConfig {
         max_segment_bytes: 10,
     };
-    assert!(matches!(bad.validate(), Err(AuditError::Config(m)) if m.contains("max_segment_bytes")));
+    assert!(
+        matches!(bad.validate(), Err(AuditError::Config(m)) if m.contains("max_segment_bytes"))
+    );
     let tmp = tempfile::tempdir().unwrap();
     assert!(AuditStore::open(tmp.path(), bad).is_err());
     let parsed: Result<AuditConfig, _> = toml::from_str("max_segment_byte = 5");
@@ -153,9 +160,7 @@ fn duplicates_are_skipped_and_positions_commit_with_records() {
     let store = AuditStore::open(tmp.path(), AuditConfig::default()).unwrap();
     let tp = ("sightline.audit".to_string(), 0);
     let pos = |o| [(tp.clone(), o)].into_iter().collect::<BTreeMap<_, _>>();
-    let out = store
-        .append_batch(&[ev(0), ev(1), ev(0)], &pos(3))
-        .unwrap();
+    let out = store.append_batch(&[ev(0), ev(1), ev(0)], &pos(3)).unwrap();
     assert_eq!((out.appended, out.duplicates, out.head_seq), (2, 1, 2));
     // A Kafka replay of the same messages: nothing new, the position still advances.
     let out = store.append_batch(&[ev(1), ev(0)], &pos(5)).unwrap();
@@ -165,12 +170,19 @@ fn duplicates_are_skipped_and_positions_commit_with_records() {
     let err = store
         .append_batch(&[ev(2)], &[(tp.clone(), -1)].into_iter().collect())
         .unwrap_err();
-    assert!(matches!(err, AuditError::InvalidPosition { offset: -1, .. }));
+    assert!(matches!(
+        err,
+        AuditError::InvalidPosition { offset: -1, .. }
+    ));
     drop(store);
     let store = AuditStore::open(tmp.path(), AuditConfig::default()).unwrap();
     assert_eq!(store.positions(), pos(5));
     assert_eq!(store.head().0, 2);
-    assert_eq!(store.append(ev(0)).unwrap().duplicates, 1, "rebuilt on open");
+    assert_eq!(
+        store.append(ev(0)).unwrap().duplicates,
+        1,
+        "rebuilt on open"
+    );
     assert_eq!(stored_events(tmp.path()), vec![ev(0), ev(1)]);
 }
 
@@ -192,8 +204,14 @@ fn one_flipped_byte_names_exactly_that_record() {
         fs::write(&path, &bytes).unwrap();
         let p = problem(&dir);
         assert_eq!(p.seq, seq, "flip at {at}: {p:?}");
-        assert_eq!((p.file.as_str(), p.offset), (name(&path).as_str(), offset as u64));
-        assert!(matches!(p.kind, ProblemKind::Tampered | ProblemKind::Malformed), "{p:?}");
+        assert_eq!(
+            (p.file.as_str(), p.offset),
+            (name(&path).as_str(), offset as u64)
+        );
+        assert!(
+            matches!(p.kind, ProblemKind::Tampered | ProblemKind::Malformed),
+            "{p:?}"
+        );
         // The writer refuses to continue a broken chain.
         assert!(matches!(
             AuditStore::open(&dir, small()),
@@ -236,7 +254,10 @@ fn swapped_records_are_reported_as_reordered() {
     bytes.splice(a.1..a.1 + swapped.len(), swapped);
     fs::write(&a.0, bytes).unwrap();
     let p = problem(&dir);
-    assert_eq!((p.kind, p.seq, p.offset), (ProblemKind::Reordered, 4, a.1 as u64));
+    assert_eq!(
+        (p.kind, p.seq, p.offset),
+        (ProblemKind::Reordered, 4, a.1 as u64)
+    );
 }
 
 #[test]
@@ -283,7 +304,10 @@ fn a_missing_or_altered_head_is_detected() {
     let head = fs::read(dir.join("head.json")).unwrap();
     fs::remove_file(dir.join("head.json")).unwrap();
     assert_eq!(problem(&dir).kind, ProblemKind::HeadMissing);
-    assert!(matches!(AuditStore::open(&dir, small()), Err(AuditError::Corrupt(_))));
+    assert!(matches!(
+        AuditStore::open(&dir, small()),
+        Err(AuditError::Corrupt(_))
+    ));
     let text = String::from_utf8(head).unwrap();
     let seq3 = lines(&dir)[2].2.clone();
     let hash3 = std::str::from_utf8(&seq3[9..73]).unwrap();
@@ -308,7 +332,10 @@ fn a_torn_last_record_is_truncated_on_open_and_the_chain_continues() {
     std::io::Write::write_all(&mut f, &torn[..torn.len() / 2]).unwrap();
     drop(f);
     let r = verify(&dir).unwrap();
-    assert!(r.ok, "a torn record beyond the head is not tampering: {r:?}");
+    assert!(
+        r.ok,
+        "a torn record beyond the head is not tampering: {r:?}"
+    );
     assert_eq!(r.torn_tail.as_ref().unwrap().offset, committed_len);
     assert!(!line.is_empty());
 
@@ -420,7 +447,11 @@ fn action_log_appends_sightline_actions() {
     assert_eq!(page.count, 2);
     log.close();
     log.record(action);
-    assert_eq!(log.dropped(), 1, "after close, records are counted as dropped");
+    assert_eq!(
+        log.dropped(),
+        1,
+        "after close, records are counted as dropped"
+    );
     assert!(verify(tmp.path()).unwrap().ok);
 }
 

@@ -150,11 +150,7 @@ impl std::fmt::Display for VerifyReport {
                 "OK: {} records, head {} {}, {} segments",
                 self.records, self.head_seq, self.head_hash, self.segments
             )?,
-            Some(p) => write!(
-                f,
-                "FAILED after {} valid records: {p}",
-                self.records
-            )?,
+            Some(p) => write!(f, "FAILED after {} valid records: {p}", self.records)?,
         }
         if self.unsealed_records > 0 {
             write!(
@@ -295,7 +291,10 @@ pub(crate) fn walk(dir: &Path, visit: &mut dyn FnMut(Visited<'_>)) -> Result<Wal
                         &seg.name,
                         pos as u64,
                         "a complete record ending in a newline",
-                        format!("{} bytes without a newline before the next segment", tail.bytes),
+                        format!(
+                            "{} bytes without a newline before the next segment",
+                            tail.bytes
+                        ),
                     );
                 }
                 break;
@@ -412,7 +411,11 @@ fn check_line(
             file,
             offset,
             format!("record {expected_seq}"),
-            format!("record {} (records {expected_seq}..={} missing)", payload.seq, payload.seq - 1),
+            format!(
+                "record {} (records {expected_seq}..={} missing)",
+                payload.seq,
+                payload.seq - 1
+            ),
         );
     }
     if payload.seq < expected_seq {
@@ -476,7 +479,11 @@ fn classify(
 
 /// Compares the end of the chain with `head.json`.
 fn check_tail(w: &mut Walk, hash_at_head: Option<ChainHash>) {
-    let last_file = w.segments.last().map(|s| s.name.clone()).unwrap_or_default();
+    let last_file = w
+        .segments
+        .last()
+        .map(|s| s.name.clone())
+        .unwrap_or_default();
     let last_end = w.segment_ends.last().copied().unwrap_or(0);
     let Some(head) = w.head.clone() else {
         if w.records > 0 || w.torn_tail.is_some() {
