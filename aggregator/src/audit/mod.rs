@@ -9,7 +9,7 @@
 //! - [`head`]: the head (digest) file `head.json`, written atomically.
 //! - [`store`]: [`AuditStore`] (open with crash repair, idempotent [`AuditStore::append_batch`]
 //!   with consumer positions, [`AuditStore::positions`]) and [`AuditConfig`].
-//! - [`verify`]: [`verify()`] walks the whole store and reports the first problem.
+//! - [`mod@verify`]: [`verify()`] walks the whole store and reports the first problem.
 //! - [`query`]: [`AuditQuery`] (time range, service, actor, action, limit; newest first).
 //! - [`api`]: the axum [`api::router`] (`GET /api/v1/audit`, `GET /api/v1/audit/verify`).
 //! - [`action_log`]: [`StoreActionLog`], the [`crate::alert::ActionLog`] that appends
@@ -38,7 +38,7 @@
 //!   value of `"record"` exactly as stored (serde_json's compact output, struct field order,
 //!   map keys sorted). Verifiers hash the stored bytes, never a re-serialization, so a change
 //!   to any byte is detected.
-//! - `event` is the model's serde form of [`AuditEvent`] (`event_id` as a JSON integer).
+//! - `event` is the model's serde form of [`sightline_model::audit::AuditEvent`] (`event_id` as a JSON integer).
 //!
 //! `head.json` = `{"format":1,"seq":n,"hash":"<64 hex>","segment":"<file of record n>",
 //! "segment_bytes":<its length>,"positions":{"<topic>/<partition>":<next offset>}}`. It is

@@ -114,7 +114,7 @@ struct Inner {
 /// handle); all methods take `&self` and serialize on an internal mutex.
 ///
 /// Only one process may have a store open for writing (a `LOCK` file, `flock`ed);
-/// [`super::verify`] needs no lock.
+/// [`super::verify()`] needs no lock.
 #[derive(Clone)]
 pub struct AuditStore {
     inner: Arc<Mutex<Inner>>,
@@ -140,7 +140,7 @@ impl AuditStore {
     ///
     /// Errors: [`AuditError::Config`], [`AuditError::Io`], [`AuditError::Locked`] (another
     /// process has it open), [`AuditError::Corrupt`] (the chain does not verify: run
-    /// [`super::verify`] for the details; the store is not modified).
+    /// [`super::verify()`] for the details; the store is not modified).
     pub fn open(dir: impl AsRef<Path>, config: AuditConfig) -> Result<Self, AuditError> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
