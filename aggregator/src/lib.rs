@@ -9,6 +9,8 @@
 //!   commits with a checkpoint payload.
 //! - [`checkpoint`]: the versioned commit payload (Kafka offsets, source watermarks).
 //! - [`metrics`]: [`IndexerMetrics`] counters.
+//! - [`rules`]: alert rules: rule files, the PromQL subset, the alert state machine and the
+//!   [`rules::RuleManager`] that evaluates them.
 //! - [`series`]: the series model shared by rollups and alert rules ([`series::SeriesSource`]).
 //! - [`alert`]: [`alert::Alert`]s handed from rules to notifications and autoscaling, and
 //!   the [`alert::ActionLog`] that records Sightline's own actions in the audit trail.
@@ -35,6 +37,7 @@ pub mod config;
 pub mod consumer;
 pub mod indexer;
 pub mod metrics;
+pub mod rules;
 pub mod series;
 
 use std::sync::Arc;

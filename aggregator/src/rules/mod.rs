@@ -1,0 +1,19 @@
+//! Alert rules (issue 4): Prometheus-shaped rule files, a PromQL subset over the rollups,
+//! the Prometheus alert state machine with state that survives restarts, templated labels
+//! and annotations, and the manager that evaluates groups on their interval and hands out
+//! [`crate::alert::Alert`]s. User documentation: `docs/alert-rules.md`.
+//!
+//! Files:
+//! - `duration.rs`: Prometheus durations (`30s`, `1h30m`).
+//! - `expr/`: the expression language: AST, lexer, parser with line:column errors.
+//! - `eval.rs`: instant evaluation over a [`crate::series::SeriesSource`].
+//! - `template.rs`: `{{ $labels.x }}` / `{{ $value }}` templates, parsed at load time.
+//! - `file.rs`: rule files (YAML), validation with file:line:column errors.
+//! - `state.rs`: the per-rule alert state machine (`rules/alerting.go` semantics) and the
+//!   persisted state file.
+//! - `manager.rs`: [`RuleManager`]: scheduling, reload, persistence, delivery.
+//! - `tests.rs`: property tests of the state machine against a reference model.
+
+pub mod duration;
+pub mod eval;
+pub mod expr;
