@@ -17,3 +17,5 @@
 pub mod duration;
 pub mod eval;
 pub mod expr;
+pub mod file;
+pub mod template;
