@@ -88,6 +88,20 @@ pub fn format_duration_ms(ms: i64) -> String {
     out
 }
 
+/// Serde helper for config fields holding a Prometheus duration string, stored as ms
+/// (`#[serde(with = "crate::rules::duration::serde_ms")]`).
+pub mod serde_ms {
+    /// Serializes ms as a duration string.
+    pub fn serialize<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_duration_ms(*ms))
+    }
+    /// Parses a duration string into ms.
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(d)?;
+        super::parse_duration_ms(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
