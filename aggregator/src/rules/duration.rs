@@ -114,7 +114,9 @@ mod tests {
         assert_eq!(parse_duration_ms("1d2h"), Ok(93_600_000));
         assert_eq!(parse_duration_ms("250ms"), Ok(250));
         assert_eq!(parse_duration_ms("0"), Ok(0));
-        assert!(parse_duration_ms("5x").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration_ms("5x")
+            .unwrap_err()
+            .contains("unknown unit"));
         assert!(parse_duration_ms("5").unwrap_err().contains("missing unit"));
         assert!(parse_duration_ms("30m1h").unwrap_err().contains("largest"));
         assert!(parse_duration_ms("").is_err());

@@ -29,7 +29,9 @@ pub struct EvalOptions {
 
 impl Default for EvalOptions {
     fn default() -> Self {
-        EvalOptions { lookback_ms: 60_000 }
+        EvalOptions {
+            lookback_ms: 60_000,
+        }
     }
 }
 
@@ -69,7 +71,11 @@ pub fn eval_with(
     ts_ms: i64,
     opts: &EvalOptions,
 ) -> Result<Vec<Element>, EvalError> {
-    let ev = Evaluator { source, ts: ts_ms, opts };
+    let ev = Evaluator {
+        source,
+        ts: ts_ms,
+        opts,
+    };
     match ev.eval(expr)? {
         Value::Vector(v) => Ok(v),
         Value::Scalar(_) => Err(EvalError::ScalarResult),
@@ -97,10 +103,14 @@ impl Evaluator<'_> {
         Ok(match e {
             Expr::Number(n) => Value::Scalar(*n),
             Expr::Vector(sel) => Value::Vector(self.instant(sel)),
-            Expr::Matrix(..) => unreachable!("type-checked: range vectors only appear as function arguments"),
+            Expr::Matrix(..) => {
+                unreachable!("type-checked: range vectors only appear as function arguments")
+            }
             Expr::Neg(inner) => match self.eval(inner)? {
                 Value::Scalar(v) => Value::Scalar(-v),
-                Value::Vector(v) => Value::Vector(v.into_iter().map(|(l, x)| (drop_name(l), -x)).collect()),
+                Value::Vector(v) => {
+                    Value::Vector(v.into_iter().map(|(l, x)| (drop_name(l), -x)).collect())
+                }
             },
             Expr::Call { func, param, arg } => {
                 let Expr::Matrix(sel, range) = arg.as_ref() else {
@@ -121,7 +131,13 @@ impl Evaluator<'_> {
                 };
                 Value::Vector(aggregate(*op, grouping.as_ref(), v))
             }
-            Expr::Binary { op, return_bool, matching, lhs, rhs } => {
+            Expr::Binary {
+                op,
+                return_bool,
+                matching,
+                lhs,
+                rhs,
+            } => {
                 let l = self.eval(lhs)?;
                 let r = self.eval(rhs)?;
                 binary(*op, *return_bool, matching.as_ref(), l, r)?
@@ -132,10 +148,19 @@ impl Evaluator<'_> {
     /// Newest sample in `(ts - lookback, ts]` per series.
     fn instant(&self, sel: &Selector) -> Vec<Element> {
         self.source
-            .select(&sel.metric, &sel.matchers, self.ts - self.opts.lookback_ms, self.ts)
+            .select(
+                &sel.metric,
+                &sel.matchers,
+                self.ts - self.opts.lookback_ms,
+                self.ts,
+            )
             .into_iter()
             .filter_map(|s| {
-                let last = s.samples.iter().filter(|x| x.ts_ms <= self.ts).next_back()?;
+                let last = s
+                    .samples
+                    .iter()
+                    .filter(|x| x.ts_ms <= self.ts)
+                    .next_back()?;
                 let mut labels = s.labels;
                 labels.insert("__name__".into(), sel.metric.clone());
                 Some((labels, last.value))
@@ -143,18 +168,38 @@ impl Evaluator<'_> {
             .collect()
     }
 
-    fn range_fn(&self, func: RangeFn, phi: Option<f64>, sel: &Selector, range: i64) -> Result<Vec<Element>, EvalError> {
+    fn range_fn(
+        &self,
+        func: RangeFn,
+        phi: Option<f64>,
+        sel: &Selector,
+        range: i64,
+    ) -> Result<Vec<Element>, EvalError> {
         let start = self.ts - range;
         if func == RangeFn::QuantileOverTime {
             let q = phi.unwrap_or(f64::NAN);
-            let sketched = self.source.quantile(&sel.metric, &sel.matchers, q, start, self.ts);
+            let sketched = self
+                .source
+                .quantile(&sel.metric, &sel.matchers, q, start, self.ts);
             if !sketched.is_empty() {
-                return unique(sketched.into_iter().map(|(l, v)| (drop_name(l), v)).collect());
+                return unique(
+                    sketched
+                        .into_iter()
+                        .map(|(l, v)| (drop_name(l), v))
+                        .collect(),
+                );
             }
         }
         let mut out = Vec::new();
-        for s in self.source.select(&sel.metric, &sel.matchers, start, self.ts) {
-            let samples: Vec<Sample> = s.samples.into_iter().filter(|x| x.ts_ms > start && x.ts_ms <= self.ts).collect();
+        for s in self
+            .source
+            .select(&sel.metric, &sel.matchers, start, self.ts)
+        {
+            let samples: Vec<Sample> = s
+                .samples
+                .into_iter()
+                .filter(|x| x.ts_ms > start && x.ts_ms <= self.ts)
+                .collect();
             if samples.is_empty() {
                 continue;
             }
@@ -163,9 +208,15 @@ impl Evaluator<'_> {
                 RangeFn::AvgOverTime => Some(kahan_sum(vals) / samples.len() as f64),
                 RangeFn::SumOverTime => Some(kahan_sum(vals)),
                 RangeFn::CountOverTime => Some(samples.len() as f64),
-                RangeFn::MinOverTime => Some(vals.fold(f64::NAN, |a, b| if a.is_nan() || b < a { b } else { a })),
-                RangeFn::MaxOverTime => Some(vals.fold(f64::NAN, |a, b| if a.is_nan() || b > a { b } else { a })),
-                RangeFn::QuantileOverTime => Some(quantile(phi.unwrap_or(f64::NAN), vals.collect())),
+                RangeFn::MinOverTime => {
+                    Some(vals.fold(f64::NAN, |a, b| if a.is_nan() || b < a { b } else { a }))
+                }
+                RangeFn::MaxOverTime => {
+                    Some(vals.fold(f64::NAN, |a, b| if a.is_nan() || b > a { b } else { a }))
+                }
+                RangeFn::QuantileOverTime => {
+                    Some(quantile(phi.unwrap_or(f64::NAN), vals.collect()))
+                }
                 RangeFn::Rate => extrapolated_rate(&samples, start, self.ts, true),
                 RangeFn::Increase => extrapolated_rate(&samples, start, self.ts, false),
             };
@@ -198,7 +249,11 @@ fn kahan_sum(vals: impl Iterator<Item = f64>) -> f64 {
         }
         sum = t;
     }
-    if (sum + c).is_nan() && !sum.is_nan() { sum } else { sum + c }
+    if (sum + c).is_nan() && !sum.is_nan() {
+        sum
+    } else {
+        sum + c
+    }
 }
 
 /// φ-quantile with linear interpolation between ranks, as Prometheus' `quantile`
@@ -227,7 +282,12 @@ fn quantile(q: f64, mut vals: Vec<f64>) -> f64 {
 /// edges when the first/last sample is within 1.1 × the average sample interval of them
 /// (else by half an interval), and not below zero at the start. `per_second` divides by the
 /// range seconds (`rate`), otherwise `increase`. Needs ≥ 2 samples.
-fn extrapolated_rate(s: &[Sample], range_start: i64, range_end: i64, per_second: bool) -> Option<f64> {
+fn extrapolated_rate(
+    s: &[Sample],
+    range_start: i64,
+    range_end: i64,
+    per_second: bool,
+) -> Option<f64> {
     if s.len() < 2 {
         return None;
     }
@@ -293,8 +353,14 @@ fn aggregate(op: AggOp, grouping: Option<&Grouping>, v: Vec<Element>) -> Vec<Ele
                 AggOp::Sum => kahan_sum(xs.into_iter()),
                 AggOp::Avg => kahan_sum(xs.into_iter()) / n,
                 AggOp::Count => n,
-                AggOp::Min => xs.into_iter().fold(f64::NAN, |a, b| if a.is_nan() || b < a { b } else { a }),
-                AggOp::Max => xs.into_iter().fold(f64::NAN, |a, b| if a.is_nan() || b > a { b } else { a }),
+                AggOp::Min => {
+                    xs.into_iter()
+                        .fold(f64::NAN, |a, b| if a.is_nan() || b < a { b } else { a })
+                }
+                AggOp::Max => {
+                    xs.into_iter()
+                        .fold(f64::NAN, |a, b| if a.is_nan() || b > a { b } else { a })
+                }
             };
             (l, v)
         })
@@ -304,7 +370,15 @@ fn aggregate(op: AggOp, grouping: Option<&Grouping>, v: Vec<Element>) -> Vec<Ele
 /// Applies an arithmetic or comparison operator; comparisons give `Some(lhs)` when true
 /// (or 1/0 with `bool`) and `None` to filter the element out.
 fn apply(op: BinOp, l: f64, r: f64, return_bool: bool) -> Option<f64> {
-    let cmp = |b: bool| if return_bool { Some(if b { 1.0 } else { 0.0 }) } else if b { Some(l) } else { None };
+    let cmp = |b: bool| {
+        if return_bool {
+            Some(if b { 1.0 } else { 0.0 })
+        } else if b {
+            Some(l)
+        } else {
+            None
+        }
+    };
     match op {
         BinOp::Add => Some(l + r),
         BinOp::Sub => Some(l - r),
@@ -318,41 +392,68 @@ fn apply(op: BinOp, l: f64, r: f64, return_bool: bool) -> Option<f64> {
         BinOp::Le => cmp(l <= r),
         BinOp::Gt => cmp(l > r),
         BinOp::Ge => cmp(l >= r),
-        BinOp::And | BinOp::Or | BinOp::Unless => unreachable!("set operators are handled separately"),
+        BinOp::And | BinOp::Or | BinOp::Unless => {
+            unreachable!("set operators are handled separately")
+        }
     }
 }
 
 fn signature(l: &Labels, matching: Option<&VectorMatching>) -> Labels {
     match matching {
-        Some(VectorMatching::On(names)) => l.iter().filter(|(k, _)| names.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect(),
+        Some(VectorMatching::On(names)) => l
+            .iter()
+            .filter(|(k, _)| names.contains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         Some(VectorMatching::Ignoring(names)) => l
             .iter()
             .filter(|(k, _)| *k != "__name__" && !names.contains(k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
-        None => l.iter().filter(|(k, _)| *k != "__name__").map(|(k, v)| (k.clone(), v.clone())).collect(),
+        None => l
+            .iter()
+            .filter(|(k, _)| *k != "__name__")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     }
 }
 
-fn binary(op: BinOp, return_bool: bool, matching: Option<&VectorMatching>, l: Value, r: Value) -> Result<Value, EvalError> {
+fn binary(
+    op: BinOp,
+    return_bool: bool,
+    matching: Option<&VectorMatching>,
+    l: Value,
+    r: Value,
+) -> Result<Value, EvalError> {
     // Arithmetic and `bool` comparisons drop the metric name; filtering comparisons keep it.
     let keep_name = op.is_comparison() && !return_bool;
     let name = |lab: Labels| if keep_name { lab } else { drop_name(lab) };
     Ok(match (l, r) {
         (Value::Scalar(a), Value::Scalar(b)) => Value::Scalar(apply(op, a, b, true).unwrap_or(0.0)),
-        (Value::Vector(v), Value::Scalar(s)) => {
-            Value::Vector(v.into_iter().filter_map(|(lab, x)| apply(op, x, s, return_bool).map(|y| (name(lab), y))).collect())
-        }
+        (Value::Vector(v), Value::Scalar(s)) => Value::Vector(
+            v.into_iter()
+                .filter_map(|(lab, x)| apply(op, x, s, return_bool).map(|y| (name(lab), y)))
+                .collect(),
+        ),
         (Value::Scalar(s), Value::Vector(v)) => Value::Vector(
             v.into_iter()
                 .filter_map(|(lab, x)| {
                     // `5 < foo` keeps foo's value when filtering (the vector side's value).
                     let y = apply(op, s, x, return_bool)?;
-                    Some((name(lab), if op.is_comparison() && !return_bool { x } else { y }))
+                    Some((
+                        name(lab),
+                        if op.is_comparison() && !return_bool {
+                            x
+                        } else {
+                            y
+                        },
+                    ))
                 })
                 .collect(),
         ),
-        (Value::Vector(a), Value::Vector(b)) if op.is_set() => Value::Vector(set_op(op, matching, a, b)),
+        (Value::Vector(a), Value::Vector(b)) if op.is_set() => {
+            Value::Vector(set_op(op, matching, a, b))
+        }
         (Value::Vector(a), Value::Vector(b)) => {
             let mut rhs: HashMap<Labels, f64> = HashMap::with_capacity(b.len());
             for (lab, x) in b {
@@ -369,11 +470,19 @@ fn binary(op: BinOp, return_bool: bool, matching: Option<&VectorMatching>, l: Va
                 if !seen.insert(sig.clone()) {
                     return Err(EvalError::DuplicateMatch(labels_string(&sig), "left"));
                 }
-                let Some(z) = apply(op, x, y, return_bool) else { continue };
+                let Some(z) = apply(op, x, y, return_bool) else {
+                    continue;
+                };
                 let lab = match matching {
                     // As Prometheus' resultMetric for one-to-one matching.
-                    Some(VectorMatching::On(names)) => name(lab).into_iter().filter(|(k, _)| names.contains(k)).collect(),
-                    Some(VectorMatching::Ignoring(names)) => name(lab).into_iter().filter(|(k, _)| !names.contains(k)).collect(),
+                    Some(VectorMatching::On(names)) => name(lab)
+                        .into_iter()
+                        .filter(|(k, _)| names.contains(k))
+                        .collect(),
+                    Some(VectorMatching::Ignoring(names)) => name(lab)
+                        .into_iter()
+                        .filter(|(k, _)| !names.contains(k))
+                        .collect(),
                     None => name(lab),
                 };
                 out.push((lab, z));
@@ -383,15 +492,31 @@ fn binary(op: BinOp, return_bool: bool, matching: Option<&VectorMatching>, l: Va
     })
 }
 
-fn set_op(op: BinOp, matching: Option<&VectorMatching>, a: Vec<Element>, b: Vec<Element>) -> Vec<Element> {
-    let rsigs: std::collections::HashSet<Labels> = b.iter().map(|(l, _)| signature(l, matching)).collect();
+fn set_op(
+    op: BinOp,
+    matching: Option<&VectorMatching>,
+    a: Vec<Element>,
+    b: Vec<Element>,
+) -> Vec<Element> {
+    let rsigs: std::collections::HashSet<Labels> =
+        b.iter().map(|(l, _)| signature(l, matching)).collect();
     match op {
-        BinOp::And => a.into_iter().filter(|(l, _)| rsigs.contains(&signature(l, matching))).collect(),
-        BinOp::Unless => a.into_iter().filter(|(l, _)| !rsigs.contains(&signature(l, matching))).collect(),
+        BinOp::And => a
+            .into_iter()
+            .filter(|(l, _)| rsigs.contains(&signature(l, matching)))
+            .collect(),
+        BinOp::Unless => a
+            .into_iter()
+            .filter(|(l, _)| !rsigs.contains(&signature(l, matching)))
+            .collect(),
         BinOp::Or => {
-            let lsigs: std::collections::HashSet<Labels> = a.iter().map(|(l, _)| signature(l, matching)).collect();
+            let lsigs: std::collections::HashSet<Labels> =
+                a.iter().map(|(l, _)| signature(l, matching)).collect();
             let mut out = a;
-            out.extend(b.into_iter().filter(|(l, _)| !lsigs.contains(&signature(l, matching))));
+            out.extend(
+                b.into_iter()
+                    .filter(|(l, _)| !lsigs.contains(&signature(l, matching))),
+            );
             out
         }
         _ => unreachable!("only set operators"),

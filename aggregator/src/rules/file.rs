@@ -141,11 +141,17 @@ pub fn load_file(path: &Path, default_interval_ms: i64) -> Result<Vec<RuleGroup>
 
 fn is_label_name(s: &str) -> bool {
     let mut c = s.chars();
-    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_') && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
 }
 
 /// Validates rule-file text (`path` names it in errors).
-pub fn parse_rule_file(path: &Path, text: &str, default_interval_ms: i64) -> Result<Vec<RuleGroup>, RuleFileError> {
+pub fn parse_rule_file(
+    path: &Path,
+    text: &str,
+    default_interval_ms: i64,
+) -> Result<Vec<RuleGroup>, RuleFileError> {
     let invalid = |line: usize, column: usize, message: String| RuleFileError::Invalid {
         path: path.to_path_buf(),
         line,
@@ -165,13 +171,21 @@ pub fn parse_rule_file(path: &Path, text: &str, default_interval_ms: i64) -> Res
             return Err(invalid(gl, gc, "group name must not be empty".into()));
         }
         if let Some(first) = seen.insert(g.name.value.clone(), gl) {
-            return Err(invalid(gl, gc, format!("group name {:?} is repeated in this file (first at line {first})", g.name.value)));
+            return Err(invalid(
+                gl,
+                gc,
+                format!(
+                    "group name {:?} is repeated in this file (first at line {first})",
+                    g.name.value
+                ),
+            ));
         }
         let interval_ms = match &g.interval {
             None => default_interval_ms,
             Some(i) => {
                 let (l, c) = at(&i.referenced);
-                let ms = parse_duration_ms(&i.value).map_err(|m| invalid(l, c, format!("interval: {m}")))?;
+                let ms = parse_duration_ms(&i.value)
+                    .map_err(|m| invalid(l, c, format!("interval: {m}")))?;
                 if ms <= 0 {
                     return Err(invalid(l, c, "interval must be greater than 0".into()));
                 }
@@ -184,7 +198,11 @@ pub fn parse_rule_file(path: &Path, text: &str, default_interval_ms: i64) -> Res
             let r = r.value;
             if let Some(rec) = &r.record {
                 let (l, c) = at(&rec.referenced);
-                return Err(invalid(l, c, "recording rules are not supported: only alerting rules (`alert:`)".into()));
+                return Err(invalid(
+                    l,
+                    c,
+                    "recording rules are not supported: only alerting rules (`alert:`)".into(),
+                ));
             }
             let Some(name) = r.alert else {
                 return Err(invalid(rl, rc, "rule has no `alert` name".into()));
@@ -196,7 +214,14 @@ pub fn parse_rule_file(path: &Path, text: &str, default_interval_ms: i64) -> Res
             let (el, ec) = at(&r.expr.referenced);
             let expr = parse(&r.expr.value).map_err(|e| {
                 let (l, c) = locate(text, el, ec, &r.expr.value, e.line, e.column);
-                invalid(l, c, format!("alert {:?}: expr: {} (expression {}:{})", name.value, e.message, e.line, e.column))
+                invalid(
+                    l,
+                    c,
+                    format!(
+                        "alert {:?}: expr: {} (expression {}:{})",
+                        name.value, e.message, e.line, e.column
+                    ),
+                )
             })?;
             if expr.value_type() != ValueType::Vector {
                 return Err(invalid(el, ec, format!(
@@ -210,13 +235,17 @@ pub fn parse_rule_file(path: &Path, text: &str, default_interval_ms: i64) -> Res
                     None => Ok(0),
                     Some(s) => {
                         let (l, c) = at(&s.referenced);
-                        parse_duration_ms(&s.value).map_err(|m| invalid(l, c, format!("alert {:?}: {what}: {m}", name.value)))
+                        parse_duration_ms(&s.value).map_err(|m| {
+                            invalid(l, c, format!("alert {:?}: {what}: {m}", name.value))
+                        })
                     }
                 }
             };
             let for_ms = dur(&r.for_, "for")?;
             let keep_firing_for_ms = dur(&r.keep_firing_for, "keep_firing_for")?;
-            let templates = |m: &BTreeMap<String, Spanned<String>>, what: &str| -> Result<BTreeMap<String, Template>, RuleFileError> {
+            let templates = |m: &BTreeMap<String, Spanned<String>>,
+                             what: &str|
+             -> Result<BTreeMap<String, Template>, RuleFileError> {
                 let mut out = BTreeMap::new();
                 for (k, v) in m {
                     let (l, c) = at(&v.referenced);
@@ -225,7 +254,14 @@ pub fn parse_rule_file(path: &Path, text: &str, default_interval_ms: i64) -> Res
                     }
                     let t = Template::parse(&v.value).map_err(|e| {
                         let (l2, c2) = locate(text, l, c, &v.value, e.line, e.column);
-                        invalid(l2, c2, format!("alert {:?}: {what} {k:?}: template: {}", name.value, e.message))
+                        invalid(
+                            l2,
+                            c2,
+                            format!(
+                                "alert {:?}: {what} {k:?}: template: {}",
+                                name.value, e.message
+                            ),
+                        )
                     })?;
                     out.insert(k.clone(), t);
                 }
@@ -239,9 +275,17 @@ pub fn parse_rule_file(path: &Path, text: &str, default_interval_ms: i64) -> Res
                 expr,
                 for_ms,
                 keep_firing_for_ms,
-                labels: r.labels.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect(),
+                labels: r
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.value.clone()))
+                    .collect(),
                 label_templates,
-                annotations: r.annotations.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect(),
+                annotations: r
+                    .annotations
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.value.clone()))
+                    .collect(),
                 annotation_templates,
             });
         }
@@ -272,7 +316,14 @@ fn yaml_message(e: &serde_saphyr::Error) -> String {
 /// on the following lines). The line of the value text is searched in the file from the
 /// scalar's start; if it cannot be found (folded or escaped text), the scalar's own
 /// position is returned.
-fn locate(text: &str, vl: usize, vc: usize, value: &str, line: usize, col: usize) -> (usize, usize) {
+fn locate(
+    text: &str,
+    vl: usize,
+    vc: usize,
+    value: &str,
+    line: usize,
+    col: usize,
+) -> (usize, usize) {
     let Some(want) = value.lines().nth(line.saturating_sub(1)) else {
         return (vl, vc);
     };
@@ -280,8 +331,19 @@ fn locate(text: &str, vl: usize, vc: usize, value: &str, line: usize, col: usize
     if want.is_empty() {
         return (vl, vc);
     }
-    for (i, src_line) in text.lines().enumerate().skip(vl.saturating_sub(1) + line.saturating_sub(1)) {
-        let from = if i + 1 == vl { src_line.char_indices().nth(vc.saturating_sub(1)).map_or(src_line.len(), |(b, _)| b) } else { 0 };
+    for (i, src_line) in text
+        .lines()
+        .enumerate()
+        .skip(vl.saturating_sub(1) + line.saturating_sub(1))
+    {
+        let from = if i + 1 == vl {
+            src_line
+                .char_indices()
+                .nth(vc.saturating_sub(1))
+                .map_or(src_line.len(), |(b, _)| b)
+        } else {
+            0
+        };
         if let Some(b) = src_line[from..].find(want) {
             let col0 = src_line[..from + b].chars().count();
             return (i + 1, col0 + col);

@@ -63,8 +63,12 @@ impl RuleManagerConfig {
         if self.lookback_ms <= 0 {
             return bad("lookback must be greater than 0".into());
         }
-        if !(self.external_url.starts_with("http://") || self.external_url.starts_with("https://")) {
-            return bad(format!("external_url {:?} must start with http:// or https://", self.external_url));
+        if !(self.external_url.starts_with("http://") || self.external_url.starts_with("https://"))
+        {
+            return bad(format!(
+                "external_url {:?} must start with http:// or https://",
+                self.external_url
+            ));
         }
         Ok(())
     }
@@ -159,7 +163,12 @@ struct GroupRuntime {
 type RuleKey = (PathBuf, String, String, BTreeMap<String, String>);
 
 fn key_of(file: &std::path::Path, group: &str, r: &AlertingRule) -> RuleKey {
-    (file.to_path_buf(), group.to_string(), r.name.clone(), r.labels.clone())
+    (
+        file.to_path_buf(),
+        group.to_string(),
+        r.name.clone(),
+        r.labels.clone(),
+    )
 }
 
 /// A reload request for [`RuleManager::run`]: the reply says whether the new files loaded.
@@ -180,7 +189,11 @@ impl RuleManager {
     /// `state_file` exists). An unreadable or corrupt state file does not stop alerting:
     /// the manager starts without state and reports it in [`RuleManager::restore_error`].
     /// Errors: invalid config or rule files.
-    pub fn new(config: RuleManagerConfig, source: Arc<dyn SeriesSource>, clock: Arc<dyn Clock>) -> Result<Self, RuleManagerError> {
+    pub fn new(
+        config: RuleManagerConfig,
+        source: Arc<dyn SeriesSource>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, RuleManagerError> {
         config.validate()?;
         let defs = load_all(&config.rule_files, config.evaluation_interval_ms)?;
         let mut m = RuleManager {
@@ -196,7 +209,10 @@ impl RuleManager {
             match StateFile::load(path) {
                 Ok(Some(sf)) => {
                     for r in sf.rules {
-                        restored.entry((PathBuf::from(r.file), r.group, r.alert, r.labels)).or_default().push(r.state);
+                        restored
+                            .entry((PathBuf::from(r.file), r.group, r.alert, r.labels))
+                            .or_default()
+                            .push(r.state);
                     }
                 }
                 Ok(None) => {}
@@ -217,7 +233,12 @@ impl RuleManager {
         let old_next: BTreeMap<(PathBuf, String, i64), i64> = self
             .groups
             .iter()
-            .map(|g| ((g.def.file.clone(), g.def.name.clone(), g.def.interval_ms), g.next_eval_ms))
+            .map(|g| {
+                (
+                    (g.def.file.clone(), g.def.name.clone(), g.def.interval_ms),
+                    g.next_eval_ms,
+                )
+            })
             .collect();
         for v in states.values_mut() {
             v.reverse(); // pop() takes them in file order
@@ -229,12 +250,27 @@ impl RuleManager {
                     .rules
                     .iter()
                     .map(|r| {
-                        let state = states.get_mut(&key_of(&def.file, &def.name, r)).and_then(Vec::pop).unwrap_or_default();
-                        RuleRuntime { rule: r.clone(), state, last_eval_ms: None, last_error: None }
+                        let state = states
+                            .get_mut(&key_of(&def.file, &def.name, r))
+                            .and_then(Vec::pop)
+                            .unwrap_or_default();
+                        RuleRuntime {
+                            rule: r.clone(),
+                            state,
+                            last_eval_ms: None,
+                            last_error: None,
+                        }
                     })
                     .collect();
-                let next_eval_ms = old_next.get(&(def.file.clone(), def.name.clone(), def.interval_ms)).copied().unwrap_or(now);
-                GroupRuntime { def, next_eval_ms, rules }
+                let next_eval_ms = old_next
+                    .get(&(def.file.clone(), def.name.clone(), def.interval_ms))
+                    .copied()
+                    .unwrap_or(now);
+                GroupRuntime {
+                    def,
+                    next_eval_ms,
+                    rules,
+                }
             })
             .collect();
     }
@@ -253,7 +289,10 @@ impl RuleManager {
         let mut states: BTreeMap<RuleKey, Vec<RuleState>> = BTreeMap::new();
         for g in &mut self.groups {
             for r in &mut g.rules {
-                states.entry(key_of(&g.def.file, &g.def.name, &r.rule)).or_default().push(std::mem::take(&mut r.state));
+                states
+                    .entry(key_of(&g.def.file, &g.def.name, &r.rule))
+                    .or_default()
+                    .push(std::mem::take(&mut r.state));
             }
         }
         self.config.rule_files = files;
@@ -299,7 +338,9 @@ impl RuleManager {
     }
 
     fn evaluate_group(&mut self, gi: usize, ts: i64) -> Vec<Alert> {
-        let opts = EvalOptions { lookback_ms: self.config.lookback_ms };
+        let opts = EvalOptions {
+            lookback_ms: self.config.lookback_ms,
+        };
         let g = &mut self.groups[gi];
         let mut alerts = Vec::new();
         for r in &mut g.rules {
@@ -307,7 +348,10 @@ impl RuleManager {
             let result = eval_with(&r.rule.expr, self.source.as_ref(), ts, &opts)
                 .map_err(|e| e.to_string())
                 .and_then(|v| {
-                    let els = v.into_iter().map(|(series, value)| element(&r.rule, series, value)).collect();
+                    let els = v
+                        .into_iter()
+                        .map(|(series, value)| element(&r.rule, series, value))
+                        .collect();
                     r.state
                         .update(ts, els, r.rule.for_ms, r.rule.keep_firing_for_ms)
                         .map_err(|e| e.to_string())
@@ -320,9 +364,17 @@ impl RuleManager {
             alerts.extend(r.state.to_send().map(|a| Alert {
                 labels: a.labels.clone(),
                 annotations: a.annotations.clone(),
-                status: if a.state == super::state::AlertState::Firing { AlertStatus::Firing } else { AlertStatus::Resolved },
+                status: if a.state == super::state::AlertState::Firing {
+                    AlertStatus::Firing
+                } else {
+                    AlertStatus::Resolved
+                },
                 starts_at_ms: a.fired_at_ms.unwrap_or(a.active_at_ms),
-                ends_at_ms: if a.state == super::state::AlertState::Firing { None } else { a.resolved_at_ms },
+                ends_at_ms: if a.state == super::state::AlertState::Firing {
+                    None
+                } else {
+                    a.resolved_at_ms
+                },
                 value: a.value,
                 generator_url: url.clone(),
                 samples: Vec::new(),
@@ -332,7 +384,9 @@ impl RuleManager {
     }
 
     fn persist(&mut self, now: i64) {
-        let Some(path) = self.config.state_file.clone() else { return };
+        let Some(path) = self.config.state_file.clone() else {
+            return;
+        };
         let sf = StateFile {
             version: STATE_VERSION,
             saved_at_ms: now,
@@ -379,9 +433,16 @@ impl RuleManager {
     /// The evaluation loop: sleeps until the next group is due (by the clock), evaluates,
     /// and sends each non-empty group result to `sink`; serves reload requests; stops on
     /// `shutdown` or when `sink` is closed.
-    pub async fn run(mut self, sink: mpsc::Sender<Vec<Alert>>, mut reloads: mpsc::Receiver<ReloadRequest>, shutdown: CancellationToken) {
+    pub async fn run(
+        mut self,
+        sink: mpsc::Sender<Vec<Alert>>,
+        mut reloads: mpsc::Receiver<ReloadRequest>,
+        shutdown: CancellationToken,
+    ) {
         loop {
-            let wait_ms = self.next_due_ms().map_or(1_000, |due| (due - self.clock.now_ms()).clamp(0, 60_000));
+            let wait_ms = self
+                .next_due_ms()
+                .map_or(1_000, |due| (due - self.clock.now_ms()).clamp(0, 60_000));
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 Some(reply) = reloads.recv() => {
@@ -409,8 +470,16 @@ fn element(rule: &AlertingRule, mut series: Labels, value: f64) -> ResultElement
         labels.insert(k.clone(), t.expand(&series, value));
     }
     labels.insert("alertname".into(), rule.name.clone());
-    let annotations = rule.annotation_templates.iter().map(|(k, t)| (k.clone(), t.expand(&series, value))).collect();
-    ResultElement { labels, annotations, value }
+    let annotations = rule
+        .annotation_templates
+        .iter()
+        .map(|(k, t)| (k.clone(), t.expand(&series, value)))
+        .collect();
+    ResultElement {
+        labels,
+        annotations,
+        value,
+    }
 }
 
 /// `<external_url>/rules?group=<g>&alert=<a>`, query values percent-encoded.
@@ -418,15 +487,25 @@ pub fn generator_url(external_url: &str, group: &str, alert: &str) -> String {
     fn enc(s: &str) -> String {
         s.bytes()
             .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
                 _ => format!("%{b:02X}"),
             })
             .collect()
     }
-    format!("{}/rules?group={}&alert={}", external_url.trim_end_matches('/'), enc(group), enc(alert))
+    format!(
+        "{}/rules?group={}&alert={}",
+        external_url.trim_end_matches('/'),
+        enc(group),
+        enc(alert)
+    )
 }
 
-fn load_all(files: &[PathBuf], default_interval_ms: i64) -> Result<Vec<RuleGroup>, RuleManagerError> {
+fn load_all(
+    files: &[PathBuf],
+    default_interval_ms: i64,
+) -> Result<Vec<RuleGroup>, RuleManagerError> {
     let mut out = Vec::new();
     for (i, f) in files.iter().enumerate() {
         if files[..i].contains(f) {

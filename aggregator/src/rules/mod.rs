@@ -18,13 +18,17 @@ pub mod duration;
 pub mod eval;
 pub mod expr;
 pub mod file;
-pub mod template;
-pub mod state;
 pub mod manager;
+pub mod state;
+pub mod template;
 
 pub use eval::{eval, eval_with, EvalError, EvalOptions};
 pub use expr::{parse, Expr, ParseError};
 pub use file::{load_file, parse_rule_file, AlertingRule, RuleFileError, RuleGroup};
-pub use manager::{Clock, ManualClock, RuleManager, RuleManagerConfig, RuleManagerError, SystemClock};
+pub use manager::{
+    Clock, ManualClock, RuleManager, RuleManagerConfig, RuleManagerError, SystemClock,
+};
 pub use state::{ActiveAlert, AlertState, RuleState, StateFile};
 pub use template::{Template, TemplateError};
+#[cfg(test)]
+mod tests;

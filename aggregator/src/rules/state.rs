@@ -151,7 +151,8 @@ impl RuleState {
                     keep_firing = ts_ms - since < keep_firing_for_ms;
                 }
                 if a.state == AlertState::Pending
-                    || a.resolved_at_ms.is_some_and(|r| ts_ms - r > RESOLVED_RETENTION_MS)
+                    || a.resolved_at_ms
+                        .is_some_and(|r| ts_ms - r > RESOLVED_RETENTION_MS)
                 {
                     delete.push(fp.clone());
                     continue;
@@ -184,7 +185,9 @@ impl RuleState {
     /// The alerts to send now: firing ones and resolved ones within their retention
     /// (never pending ones), in fingerprint order.
     pub fn to_send(&self) -> impl Iterator<Item = &ActiveAlert> {
-        self.alerts.values().filter(|a| a.state != AlertState::Pending)
+        self.alerts
+            .values()
+            .filter(|a| a.state != AlertState::Pending)
     }
 }
 
@@ -248,27 +251,49 @@ impl StateFile {
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(StateFileError::Io { path: path.into(), source }),
+            Err(source) => {
+                return Err(StateFileError::Io {
+                    path: path.into(),
+                    source,
+                })
+            }
         };
         #[derive(Deserialize)]
         struct Version {
             version: u32,
         }
-        let invalid = |message: String| StateFileError::Invalid { path: path.into(), message };
+        let invalid = |message: String| StateFileError::Invalid {
+            path: path.into(),
+            message,
+        };
         let v: Version = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
         if v.version != STATE_VERSION {
-            return Err(invalid(format!("unsupported version {} (this build reads {STATE_VERSION})", v.version)));
+            return Err(invalid(format!(
+                "unsupported version {} (this build reads {STATE_VERSION})",
+                v.version
+            )));
         }
-        serde_json::from_slice(&bytes).map(Some).map_err(|e| invalid(e.to_string()))
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| invalid(e.to_string()))
     }
 
     /// Writes `path` atomically: a temp file in the same directory, fsync, rename, fsync
     /// of the directory.
     pub fn save(&self, path: &Path) -> Result<(), StateFileError> {
-        let io = |source| StateFileError::Io { path: path.into(), source };
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let io = |source| StateFileError::Io {
+            path: path.into(),
+            source,
+        };
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-        let json = serde_json::to_vec_pretty(self).map_err(|e| StateFileError::Invalid { path: path.into(), message: e.to_string() })?;
+        let json = serde_json::to_vec_pretty(self).map_err(|e| StateFileError::Invalid {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
         tmp.write_all(&json).map_err(io)?;
         tmp.as_file().sync_all().map_err(io)?;
         tmp.persist(path).map_err(|e| io(e.error))?;

@@ -92,7 +92,11 @@ pub fn format_value(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else if v != 0.0 && (v.abs() >= 1e21 || v.abs() < 1e-4) {
         let s = format!("{v:e}");
         go_exponent(&s)
@@ -207,7 +211,9 @@ fn printf(fmt: &str, args: &[Val]) -> String {
         match (verb, num) {
             ('f' | 'F', Some(n)) => out.push_str(&format!("{n:.*}", prec.unwrap_or(6))),
             ('e', Some(n)) => out.push_str(&go_exponent(&format!("{n:.*e}", prec.unwrap_or(6)))),
-            ('g', Some(n)) => out.push_str(&prec.map_or_else(|| format_value(n), |p| format_g(n, p))),
+            ('g', Some(n)) => {
+                out.push_str(&prec.map_or_else(|| format_value(n), |p| format_g(n, p)))
+            }
             ('d', Some(n)) => out.push_str(&format!("{}", n.trunc() as i64)),
             ('s' | 'v', _) => out.push_str(&arg.to_text()),
             _ => out.push_str(&format!("%!{verb}({})", arg.to_text())),
@@ -230,7 +236,9 @@ impl Template {
                 text = text.trim_start();
             }
             let mut inner_start = open + 2;
-            if src[inner_start..].starts_with('-') && src[inner_start + 1..].starts_with(char::is_whitespace) {
+            if src[inner_start..].starts_with('-')
+                && src[inner_start + 1..].starts_with(char::is_whitespace)
+            {
                 text = text.trim_end();
                 inner_start += 1;
             }
@@ -242,11 +250,17 @@ impl Template {
             };
             let mut inner_end = inner_start + close_rel;
             trim_next = false;
-            if src[..inner_end].ends_with('-') && src[..inner_end - 1].ends_with(char::is_whitespace) {
+            if src[..inner_end].ends_with('-')
+                && src[..inner_end - 1].ends_with(char::is_whitespace)
+            {
                 inner_end -= 1;
                 trim_next = true;
             }
-            segments.push(Segment::Action(parse_pipeline(src, inner_start, inner_end)?));
+            segments.push(Segment::Action(parse_pipeline(
+                src,
+                inner_start,
+                inner_end,
+            )?));
             rest_start = inner_start + close_rel + 2;
         }
         let mut text = &src[rest_start..];
@@ -313,7 +327,11 @@ fn arg_val(a: &Arg, labels: &Labels, value: f64) -> Val {
         Arg::Label(n) => Val::Str(labels.get(n).cloned().unwrap_or_default()),
         Arg::Labels => Val::Str(format!(
             "{{{}}}",
-            labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect::<Vec<_>>().join(", ")
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
         Arg::Str(s) => Val::Str(s.clone()),
         Arg::Num(n) => Val::Num(*n),
@@ -332,9 +350,22 @@ fn run(c: &Command, piped: Option<Val>, labels: &Labels, value: f64) -> Val {
             };
             match f {
                 Func::Humanize => Val::Str(humanize(vals.first().map_or(f64::NAN, num))),
-                Func::HumanizePercentage => Val::Str(format!("{}%", format_g(vals.first().map_or(f64::NAN, num) * 100.0, 4))),
-                Func::ToUpper => Val::Str(vals.first().map(Val::to_text).unwrap_or_default().to_uppercase()),
-                Func::ToLower => Val::Str(vals.first().map(Val::to_text).unwrap_or_default().to_lowercase()),
+                Func::HumanizePercentage => Val::Str(format!(
+                    "{}%",
+                    format_g(vals.first().map_or(f64::NAN, num) * 100.0, 4)
+                )),
+                Func::ToUpper => Val::Str(
+                    vals.first()
+                        .map(Val::to_text)
+                        .unwrap_or_default()
+                        .to_uppercase(),
+                ),
+                Func::ToLower => Val::Str(
+                    vals.first()
+                        .map(Val::to_text)
+                        .unwrap_or_default()
+                        .to_lowercase(),
+                ),
                 Func::Printf => {
                     let fmt = vals.first().map(Val::to_text).unwrap_or_default();
                     Val::Str(printf(&fmt, &vals[1.min(vals.len())..]))
@@ -411,14 +442,21 @@ fn parse_pipeline(src: &str, start: usize, end: usize) -> Result<Vec<Command>, T
         };
         match func {
             Some(f) => {
-                let args = group[1..].iter().map(|(p, t, s)| parse_arg(src, *p, t, *s)).collect::<Result<Vec<_>, _>>()?;
+                let args = group[1..]
+                    .iter()
+                    .map(|(p, t, s)| parse_arg(src, *p, t, *s))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let arity = args.len() + usize::from(n > 0);
                 let ok = match f {
                     Func::Printf => arity >= 1,
                     _ => arity == 1,
                 };
                 if !ok {
-                    return Err(err(src, *pos, format!("wrong number of arguments for {head}")));
+                    return Err(err(
+                        src,
+                        *pos,
+                        format!("wrong number of arguments for {head}"),
+                    ));
                 }
                 cmds.push(Command::Call(f, args));
             }
@@ -447,7 +485,10 @@ fn parse_arg(src: &str, pos: usize, t: &str, is_str: bool) -> Result<Arg, Templa
     if t == "$labels" || t == "$.Labels" {
         return Ok(Arg::Labels);
     }
-    if let Some(name) = t.strip_prefix("$labels.").or_else(|| t.strip_prefix("$.Labels.")) {
+    if let Some(name) = t
+        .strip_prefix("$labels.")
+        .or_else(|| t.strip_prefix("$.Labels."))
+    {
         if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Ok(Arg::Label(name.to_string()));
         }
@@ -474,14 +515,25 @@ mod tests {
     #[test]
     fn expands_labels_values_and_functions() {
         let t = Template::parse("{{ $labels.service }} errors at {{$value}} ({{ $value | humanizePercentage }}), {{ printf \"%.2f\" $value }}").unwrap();
-        assert_eq!(t.expand(&labels(), 0.05), "checkout errors at 0.05 (5%), 0.05");
-        let t = Template::parse("{{ humanize $value }}B {{ $value | printf \"%.1f\" }} {{ $labels.missing }}|").unwrap();
+        assert_eq!(
+            t.expand(&labels(), 0.05),
+            "checkout errors at 0.05 (5%), 0.05"
+        );
+        let t = Template::parse(
+            "{{ humanize $value }}B {{ $value | printf \"%.1f\" }} {{ $labels.missing }}|",
+        )
+        .unwrap();
         assert_eq!(t.expand(&labels(), 1_234_567.0), "1.235MB 1234567.0 |");
         assert_eq!(humanize(0.0123), "12.3m");
         assert_eq!(humanize(0.0), "0");
         let t = Template::parse("a  {{- $labels.service -}}  b").unwrap();
         assert_eq!(t.expand(&labels(), 0.0), "acheckoutb");
-        assert_eq!(Template::parse("{{ $labels.service | toUpper }}").unwrap().expand(&labels(), 0.0), "CHECKOUT");
+        assert_eq!(
+            Template::parse("{{ $labels.service | toUpper }}")
+                .unwrap()
+                .expand(&labels(), 0.0),
+            "CHECKOUT"
+        );
         assert_eq!(format_value(1.5e-7), "1.5e-07");
         assert_eq!(format_g(123456.0, 4), "1.235e+05");
     }
@@ -490,9 +542,15 @@ mod tests {
     fn errors_carry_positions() {
         let e = Template::parse("ok\n  {{ if $value }}x{{ end }}").unwrap_err();
         assert_eq!((e.line, e.column), (2, 6));
-        assert!(e.message.contains("\"if\" actions are not supported"), "{e}");
+        assert!(
+            e.message.contains("\"if\" actions are not supported"),
+            "{e}"
+        );
         let e = Template::parse("{{ $labels.service").unwrap_err();
-        assert_eq!((e.line, e.column, e.message.as_str()), (1, 1, "unclosed action: missing '}}'"));
+        assert_eq!(
+            (e.line, e.column, e.message.as_str()),
+            (1, 1, "unclosed action: missing '}}'")
+        );
         let e = Template::parse("v={{ $value | humanise }}").unwrap_err();
         assert_eq!((e.line, e.column), (1, 15));
         let e = Template::parse("{{ $foo }}").unwrap_err();

@@ -7,6 +7,8 @@ pub(super) enum Tok {
     Ident(String),
     Number(f64),
     Str(String),
+    /// A duration outside a range (`5m`).
+    Duration(String),
     /// The raw text between `[` and `]` (a duration, or a subquery which we reject).
     Range(String),
     LParen,
@@ -102,7 +104,9 @@ pub(super) fn lex(src: &str) -> Result<Vec<Token>, ParseError> {
                     i += len;
                     continue;
                 }
-                _ if c.is_ascii_digit() || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)) => {
+                _ if c.is_ascii_digit()
+                    || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)) =>
+                {
                     let mut j = i;
                     while j < b.len()
                         && (b[j].is_ascii_alphanumeric()
@@ -114,19 +118,26 @@ pub(super) fn lex(src: &str) -> Result<Vec<Token>, ParseError> {
                         j += 1;
                     }
                     let text = &src[i..j];
-                    let v = parse_number(text).ok_or_else(|| {
-                        ParseError::at(src, pos, format!("bad number {text:?}"))
-                    })?;
-                    out.push(Token {
-                        tok: Tok::Number(v),
-                        pos,
-                    });
+                    let tok = match parse_number(text) {
+                        Some(v) => Tok::Number(v),
+                        // `5m` outside brackets (offset, or a typo): a duration token the
+                        // parser rejects in context.
+                        None if crate::rules::duration::parse_duration_ms(text).is_ok() => {
+                            Tok::Duration(text.to_string())
+                        }
+                        None => {
+                            return Err(ParseError::at(src, pos, format!("bad number {text:?}")))
+                        }
+                    };
+                    out.push(Token { tok, pos });
                     i = j;
                     continue;
                 }
                 _ if c.is_ascii_alphabetic() || c == b'_' || c == b':' => {
                     let mut j = i;
-                    while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] == b':') {
+                    while j < b.len()
+                        && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] == b':')
+                    {
                         j += 1;
                     }
                     let word = &src[i..j];
@@ -141,16 +152,21 @@ pub(super) fn lex(src: &str) -> Result<Vec<Token>, ParseError> {
                 }
                 _ => {
                     let ch = src[i..].chars().next().unwrap_or('?');
-                    return Err(ParseError::at(src, pos, format!("unexpected character {ch:?}")));
+                    return Err(ParseError::at(
+                        src,
+                        pos,
+                        format!("unexpected character {ch:?}"),
+                    ));
                 }
             },
         };
         out.push(Token { tok, pos });
         i += len;
     }
+    // End-of-input errors point just after the last non-blank character.
     out.push(Token {
         tok: Tok::Eof,
-        pos: src.len(),
+        pos: src.trim_end().len(),
     });
     Ok(out)
 }
@@ -159,7 +175,10 @@ fn parse_number(text: &str) -> Option<f64> {
     if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
         return i64::from_str_radix(hex, 16).ok().map(|v| v as f64);
     }
-    if text.bytes().any(|c| c.is_ascii_alphabetic() && c != b'e' && c != b'E') {
+    if text
+        .bytes()
+        .any(|c| c.is_ascii_alphabetic() && c != b'e' && c != b'E')
+    {
         return None;
     }
     text.parse().ok()

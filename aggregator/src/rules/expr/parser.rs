@@ -5,7 +5,9 @@
 //! rejected at load time, at the operator's position.
 
 use super::lexer::{lex, Tok, Token};
-use super::{AggOp, BinOp, Expr, Grouping, ParseError, RangeFn, Selector, ValueType, VectorMatching};
+use super::{
+    AggOp, BinOp, Expr, Grouping, ParseError, RangeFn, Selector, ValueType, VectorMatching,
+};
 use crate::rules::duration::parse_duration_ms;
 use crate::series::{MatchOp, Matcher};
 
@@ -37,7 +39,14 @@ const AGGREGATIONS: &[(&str, AggOp)] = &[
     ("count", AggOp::Count),
 ];
 const UNSUPPORTED_AGGREGATIONS: &[&str] = &[
-    "topk", "bottomk", "quantile", "stddev", "stdvar", "count_values", "group", "limitk",
+    "topk",
+    "bottomk",
+    "quantile",
+    "stddev",
+    "stdvar",
+    "count_values",
+    "group",
+    "limitk",
     "limit_ratio",
 ];
 
@@ -47,6 +56,7 @@ fn describe(t: &Tok) -> String {
         Tok::Number(n) => format!("number {n}"),
         Tok::Str(s) => format!("string {s:?}"),
         Tok::Range(r) => format!("range [{r}]"),
+        Tok::Duration(d) => format!("duration {d}"),
         Tok::Eof => "end of expression".into(),
         Tok::LParen => "'('".into(),
         Tok::RParen => "')'".into(),
@@ -136,7 +146,9 @@ impl Parser<'_> {
             let mut return_bool = false;
             if self.is_ident("bool") {
                 if !op.is_comparison() {
-                    return Err(self.err_here("bool modifier is only allowed on comparison operators"));
+                    return Err(
+                        self.err_here("bool modifier is only allowed on comparison operators")
+                    );
                 }
                 return_bool = true;
                 self.next();
@@ -183,10 +195,16 @@ impl Parser<'_> {
         }
         let both_scalar = lt == ValueType::Scalar && rt == ValueType::Scalar;
         if op.is_set() && (lt != ValueType::Vector || rt != ValueType::Vector) {
-            return Err(self.err_at(op_pos, "set operators (and, or, unless) need instant vectors on both sides"));
+            return Err(self.err_at(
+                op_pos,
+                "set operators (and, or, unless) need instant vectors on both sides",
+            ));
         }
         if op.is_comparison() && both_scalar && !return_bool {
-            return Err(self.err_at(op_pos, "comparisons between scalars must use the bool modifier"));
+            return Err(self.err_at(
+                op_pos,
+                "comparisons between scalars must use the bool modifier",
+            ));
         }
         if matching.is_some() && (lt != ValueType::Vector || rt != ValueType::Vector) {
             return Err(self.err_at(op_pos, "on/ignoring only apply between two instant vectors"));
@@ -238,12 +256,16 @@ impl Parser<'_> {
         if let Tok::Range(raw) = self.peek().clone() {
             let pos = self.pos();
             let Expr::Vector(sel) = e else {
-                return Err(self.err_at(pos, "subqueries are not supported: a range [..] may only follow a selector"));
+                return Err(self.err_at(
+                    pos,
+                    "subqueries are not supported: a range [..] may only follow a selector",
+                ));
             };
             if raw.contains(':') {
                 return Err(self.err_at(pos, "subqueries ([range:step]) are not supported"));
             }
-            let ms = parse_duration_ms(&raw).map_err(|m| self.err_at(pos + 1, format!("bad range duration: {m}")))?;
+            let ms = parse_duration_ms(&raw)
+                .map_err(|m| self.err_at(pos + 1, format!("bad range duration: {m}")))?;
             if ms <= 0 {
                 return Err(self.err_at(pos + 1, "range duration must be greater than 0"));
             }
@@ -268,7 +290,10 @@ impl Parser<'_> {
             Tok::LBrace => {
                 let (name, matchers) = self.matchers(pos)?;
                 let Some(metric) = name else {
-                    return Err(self.err_at(pos, "a selector needs a metric name (name{...} or {__name__=\"name\", ...})"));
+                    return Err(self.err_at(
+                        pos,
+                        "a selector needs a metric name (name{...} or {__name__=\"name\", ...})",
+                    ));
                 };
                 Ok(Expr::Vector(Selector { metric, matchers }))
             }
@@ -280,17 +305,28 @@ impl Parser<'_> {
 
     fn after_ident(&mut self, name: String, pos: usize) -> Result<Expr, ParseError> {
         if let Some((_, op)) = AGGREGATIONS.iter().find(|(n, _)| *n == name) {
-            if matches!(self.peek(), Tok::LParen) || self.is_ident("by") || self.is_ident("without") {
+            if matches!(self.peek(), Tok::LParen) || self.is_ident("by") || self.is_ident("without")
+            {
                 return self.aggregation(*op, pos);
             }
         }
-        if UNSUPPORTED_AGGREGATIONS.contains(&name.as_str()) && matches!(self.peek(), Tok::LParen | Tok::Ident(_)) {
-            return Err(self.err_at(pos, format!("aggregation {name:?} is not supported (supported: sum, avg, min, max, count)")));
+        if UNSUPPORTED_AGGREGATIONS.contains(&name.as_str())
+            && matches!(self.peek(), Tok::LParen | Tok::Ident(_))
+        {
+            return Err(self.err_at(
+                pos,
+                format!(
+                    "aggregation {name:?} is not supported (supported: sum, avg, min, max, count)"
+                ),
+            ));
         }
         if *self.peek() == Tok::LParen {
             return self.call(&name, pos);
         }
-        if matches!(name.as_str(), "and" | "or" | "unless" | "by" | "without" | "on" | "ignoring" | "bool" | "offset") {
+        if matches!(
+            name.as_str(),
+            "and" | "or" | "unless" | "by" | "without" | "on" | "ignoring" | "bool" | "offset"
+        ) {
             return Err(self.err_at(pos, format!("unexpected keyword {name:?}")));
         }
         let mut matchers = Vec::new();
@@ -299,11 +335,17 @@ impl Parser<'_> {
             self.next();
             let (n2, m) = self.matchers(bpos)?;
             if n2.is_some() {
-                return Err(self.err_at(bpos, "metric name given twice (both before the braces and as __name__)"));
+                return Err(self.err_at(
+                    bpos,
+                    "metric name given twice (both before the braces and as __name__)",
+                ));
             }
             matchers = m;
         }
-        Ok(Expr::Vector(Selector { metric: name, matchers }))
+        Ok(Expr::Vector(Selector {
+            metric: name,
+            matchers,
+        }))
     }
 
     /// Label matchers after `{` up to `}`. Returns a `__name__="x"` matcher separately.
@@ -325,7 +367,15 @@ impl Parser<'_> {
                 Tok::Ne => MatchOp::NotEqual,
                 Tok::ReMatch => MatchOp::Regex,
                 Tok::ReNot => MatchOp::NotRegex,
-                t => return Err(self.err_at(opos, format!("expected =, !=, =~ or !~ after label {label:?}, found {}", describe(&t)))),
+                t => {
+                    return Err(self.err_at(
+                        opos,
+                        format!(
+                            "expected =, !=, =~ or !~ after label {label:?}, found {}",
+                            describe(&t)
+                        ),
+                    ))
+                }
             };
             let vpos = self.pos();
             let Tok::Str(value) = self.next() else {
@@ -371,7 +421,9 @@ impl Parser<'_> {
                 }
                 t => {
                     let p = self.toks[self.i - 1].pos;
-                    return Err(self.err_at(p, format!("expected a label name, found {}", describe(&t))));
+                    return Err(
+                        self.err_at(p, format!("expected a label name, found {}", describe(&t)))
+                    );
                 }
             }
         }
@@ -405,10 +457,20 @@ impl Parser<'_> {
             return Err(self.err_here("grouping given twice"));
         }
         if e.value_type() != ValueType::Vector {
-            return Err(self.err_at(apos, format!("aggregations need an instant vector, found a {}", e.value_type())));
+            return Err(self.err_at(
+                apos,
+                format!(
+                    "aggregations need an instant vector, found a {}",
+                    e.value_type()
+                ),
+            ));
         }
         let _ = pos;
-        Ok(Expr::Aggregate { op, grouping, expr: Box::new(e) })
+        Ok(Expr::Aggregate {
+            op,
+            grouping,
+            expr: Box::new(e),
+        })
     }
 
     fn call(&mut self, name: &str, pos: usize) -> Result<Expr, ParseError> {
@@ -428,27 +490,52 @@ impl Parser<'_> {
                 Tok::RParen => break,
                 t => {
                     let p = self.toks[self.i - 1].pos;
-                    return Err(self.err_at(p, format!("expected ',' or ')' in call to {name}, found {}", describe(&t))));
+                    return Err(self.err_at(
+                        p,
+                        format!(
+                            "expected ',' or ')' in call to {name}, found {}",
+                            describe(&t)
+                        ),
+                    ));
                 }
             }
         }
-        let want = if func == RangeFn::QuantileOverTime { 2 } else { 1 };
+        let want = if func == RangeFn::QuantileOverTime {
+            2
+        } else {
+            1
+        };
         if args.len() != want {
-            return Err(self.err_at(pos, format!("{name} takes {want} argument(s), got {}", args.len())));
+            return Err(self.err_at(
+                pos,
+                format!("{name} takes {want} argument(s), got {}", args.len()),
+            ));
         }
         let (mpos, arg) = args.pop().expect("checked length");
         if arg.value_type() != ValueType::Matrix {
-            return Err(self.err_at(mpos, format!("{name} needs a range vector such as metric[5m], found a {}", arg.value_type())));
+            return Err(self.err_at(
+                mpos,
+                format!(
+                    "{name} needs a range vector such as metric[5m], found a {}",
+                    arg.value_type()
+                ),
+            ));
         }
         let param = match args.pop() {
             Some((ppos, p)) => {
                 if p.value_type() != ValueType::Scalar {
-                    return Err(self.err_at(ppos, format!("{name}'s first argument must be a scalar")));
+                    return Err(
+                        self.err_at(ppos, format!("{name}'s first argument must be a scalar"))
+                    );
                 }
                 Some(Box::new(p))
             }
             None => None,
         };
-        Ok(Expr::Call { func, param, arg: Box::new(arg) })
+        Ok(Expr::Call {
+            func,
+            param,
+            arg: Box::new(arg),
+        })
     }
 }
