@@ -156,11 +156,7 @@ impl Evaluator<'_> {
             )
             .into_iter()
             .filter_map(|s| {
-                let last = s
-                    .samples
-                    .iter()
-                    .filter(|x| x.ts_ms <= self.ts)
-                    .next_back()?;
+                let last = s.samples.iter().rfind(|x| x.ts_ms <= self.ts)?;
                 let mut labels = s.labels;
                 labels.insert("__name__".into(), sel.metric.clone());
                 Some((labels, last.value))
