@@ -12,7 +12,9 @@
 //! - `state.rs`: the per-rule alert state machine (`rules/alerting.go` semantics) and the
 //!   persisted state file.
 //! - `manager.rs`: [`RuleManager`]: scheduling, reload, persistence, delivery.
-//! - `tests.rs`: property tests of the state machine against a reference model.
+//! - `tests.rs`: the in-memory `SeriesSource` fixture; parser, file and evaluator tests.
+//! - `state_tests.rs`: state-machine property tests (reference model, restarts) and
+//!   manager tests through real files.
 
 pub mod duration;
 pub mod eval;
@@ -30,5 +32,7 @@ pub use manager::{
 };
 pub use state::{ActiveAlert, AlertState, RuleState, StateFile};
 pub use template::{Template, TemplateError};
+#[cfg(test)]
+mod state_tests;
 #[cfg(test)]
 mod tests;
