@@ -9,6 +9,8 @@
 //!   commits with a checkpoint payload.
 //! - [`checkpoint`]: the versioned commit payload (Kafka offsets, source watermarks).
 //! - [`metrics`]: [`IndexerMetrics`] counters.
+//! - [`rules`]: alert rules: rule files, the PromQL subset, the alert state machine and the
+//!   [`rules::RuleManager`] that evaluates them.
 //! - [`series`]: the series model shared by rollups and alert rules ([`series::SeriesSource`]).
 //! - [`audit`]: the tamper-evident audit trail (SHA-256 chained, append-only store under
 //!   `<data_dir>/audit`; verify, query, HTTP routes, the store-backed [`alert::ActionLog`]).
@@ -38,6 +40,7 @@ pub mod config;
 pub mod consumer;
 pub mod indexer;
 pub mod metrics;
+pub mod rules;
 pub mod series;
 
 use std::sync::Arc;
