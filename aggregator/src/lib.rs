@@ -12,6 +12,8 @@
 //! - [`series`]: the series model shared by rollups and alert rules ([`series::SeriesSource`]).
 //! - [`alert`]: [`alert::Alert`]s handed from rules to notifications and autoscaling, and
 //!   the [`alert::ActionLog`] that records Sightline's own actions in the audit trail.
+//! - [`notify`]: on-call notifications ([`notify::Notifier`]): Alertmanager-style routing,
+//!   grouping and timers; webhook (payload v4), PagerDuty and Slack receivers.
 //!
 //! Embedding (what the `sightline-aggregator` binary does):
 //!
@@ -35,6 +37,7 @@ pub mod config;
 pub mod consumer;
 pub mod indexer;
 pub mod metrics;
+pub mod notify;
 pub mod series;
 
 use std::sync::Arc;
