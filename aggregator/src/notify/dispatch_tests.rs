@@ -64,8 +64,14 @@ fn two_alerts_of_one_service_go_in_one_notification_after_group_wait() {
     assert_eq!(sent[0].alerts.len(), 2);
     assert_eq!(sent[0].group_key, "{}:{service=\"checkout\"}");
     assert_eq!(sent[0].status(), AlertStatus::Firing);
-    // Unchanged: nothing at the next group_interval.
-    d.ingest(vec![alert("HighCpu", "checkout", AlertStatus::Firing, t0)], t0 + 60 * S);
+    // Unchanged (both re-sent by the rules): nothing at the next group_interval.
+    d.ingest(
+        vec![
+            alert("HighCpu", "checkout", AlertStatus::Firing, t0),
+            alert("HighErrors", "checkout", AlertStatus::Firing, t0 + 5 * S),
+        ],
+        t0 + 60 * S,
+    );
     assert!(flush_all(&mut d, t0 + 30 * S + 5 * M).is_empty());
 }
 
@@ -115,7 +121,7 @@ fn unchanged_groups_repeat_after_repeat_interval() {
     assert_eq!(flush_all(&mut d, first).len(), 1);
     let mut sends = Vec::new();
     let mut now = first;
-    while now < first + 2 * 3600 * S {
+    while now < first + 3 * 3600 * S {
         now += 5 * M;
         d.ingest(vec![alert("HighCpu", "checkout", AlertStatus::Firing, t0)], now);
         if !flush_all(&mut d, now).is_empty() {
@@ -134,6 +140,7 @@ fn failed_deliveries_are_retried_at_the_next_flush_and_keep_the_group() {
     let f = d.take_due(t0 + 30 * S).pop().unwrap();
     assert_eq!(d.next_due_ms(), None, "no flush while one is out");
     d.complete(f, &[false], t0 + 31 * S);
+    d.ingest(vec![alert("HighCpu", "checkout", AlertStatus::Firing, t0)], t0 + M);
     assert_eq!(flush_all(&mut d, t0 + 30 * S + 5 * M).len(), 1, "sent again");
 }
 
