@@ -18,16 +18,19 @@ use sightline_aggregator::notify::{Clock, ManualClock, Notifier, NotifyConfig};
 /// 2026-11-21T05:00:00Z in ms.
 const T0: i64 = 1_795_237_200_000;
 
+/// A scripted reply: HTTP status and `Retry-After`.
+type Reply = (u16, Option<&'static str>);
+
 #[derive(Default)]
 struct Hooks {
     /// (path, body) of every request, in order.
     received: Mutex<Vec<(String, Value)>>,
     /// Scripted (status, Retry-After) per path; 200 when empty.
-    script: Mutex<BTreeMap<String, VecDeque<(u16, Option<&'static str>)>>>,
+    script: Mutex<BTreeMap<String, VecDeque<Reply>>>,
 }
 
 impl Hooks {
-    fn script(&self, path: &str, replies: &[(u16, Option<&'static str>)]) {
+    fn script(&self, path: &str, replies: &[Reply]) {
         self.script
             .lock()
             .unwrap()
@@ -136,7 +139,12 @@ async fn rig(receiver_toml: &str) -> Rig {
     let clock = Arc::new(ManualClock::auto_advancing(T0));
     let log = Arc::new(MemoryActionLog::default());
     let notifier = Notifier::new(config(&base, receiver_toml), log.clone(), clock.clone()).unwrap();
-    Rig { notifier, clock, log, hooks }
+    Rig {
+        notifier,
+        clock,
+        log,
+        hooks,
+    }
 }
 
 impl Rig {
@@ -147,7 +155,13 @@ impl Rig {
         self.notifier.flush_due().await
     }
     fn outcomes(&self) -> Vec<String> {
-        self.log.0.lock().unwrap().iter().map(|e| e.outcome.clone().unwrap()).collect()
+        self.log
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.outcome.clone().unwrap())
+            .collect()
     }
 }
 
@@ -156,12 +170,25 @@ const GROUP_KEY: &str = "{}:{alertname=\"HighCpu\", service=\"checkout\"}";
 #[tokio::test]
 async fn webhook_v4_payload_for_a_firing_group_then_its_resolution() {
     let mut r = rig("[[receivers.webhook_configs]]\nurl = \"BASE/hook\"").await;
-    let firing = vec![alert("HighCpu", "a", AlertStatus::Firing), alert("HighCpu", "b", AlertStatus::Firing)];
-    assert_eq!(r.step(firing.clone(), Duration::from_secs(29)).await, 0, "group_wait");
+    let firing = vec![
+        alert("HighCpu", "a", AlertStatus::Firing),
+        alert("HighCpu", "b", AlertStatus::Firing),
+    ];
+    assert_eq!(
+        r.step(firing.clone(), Duration::from_secs(29)).await,
+        0,
+        "group_wait"
+    );
     assert_eq!(r.step(vec![], Duration::from_secs(1)).await, 1);
     let bodies = r.hooks.bodies("hook");
-    assert_eq!(bodies.len(), 1, "two alerts of one service in one notification");
-    let fp = |i: &str| sightline_aggregator::alert::fingerprint(&alert("HighCpu", i, AlertStatus::Firing).labels);
+    assert_eq!(
+        bodies.len(),
+        1,
+        "two alerts of one service in one notification"
+    );
+    let fp = |i: &str| {
+        sightline_aggregator::alert::fingerprint(&alert("HighCpu", i, AlertStatus::Firing).labels)
+    };
     let expected_alert = |i: &str| {
         json!({
             "status": "firing",
@@ -199,7 +226,10 @@ async fn webhook_v4_payload_for_a_firing_group_then_its_resolution() {
 
     // Both resolve: one resolved notification at the next group_interval, then the group
     // is gone.
-    let resolved = vec![alert("HighCpu", "a", AlertStatus::Resolved), alert("HighCpu", "b", AlertStatus::Resolved)];
+    let resolved = vec![
+        alert("HighCpu", "a", AlertStatus::Resolved),
+        alert("HighCpu", "b", AlertStatus::Resolved),
+    ];
     assert_eq!(r.step(resolved, Duration::from_secs(300)).await, 1);
     let bodies = r.hooks.bodies("hook");
     assert_eq!(bodies.len(), 2);
@@ -231,8 +261,16 @@ async fn webhook_v4_payload_for_a_firing_group_then_its_resolution() {
 #[tokio::test]
 async fn an_alert_resolved_within_group_wait_is_never_sent() {
     let mut r = rig("[[receivers.webhook_configs]]\nurl = \"BASE/hook\"").await;
-    r.step(vec![alert("HighCpu", "a", AlertStatus::Firing)], Duration::from_secs(10)).await;
-    r.step(vec![alert("HighCpu", "a", AlertStatus::Resolved)], Duration::from_secs(20)).await;
+    r.step(
+        vec![alert("HighCpu", "a", AlertStatus::Firing)],
+        Duration::from_secs(10),
+    )
+    .await;
+    r.step(
+        vec![alert("HighCpu", "a", AlertStatus::Resolved)],
+        Duration::from_secs(20),
+    )
+    .await;
     r.step(vec![], Duration::from_secs(600)).await;
     assert!(r.hooks.bodies("hook").is_empty());
     assert!(r.log.0.lock().unwrap().is_empty());
@@ -241,7 +279,10 @@ async fn an_alert_resolved_within_group_wait_is_never_sent() {
 #[tokio::test]
 async fn webhook_max_alerts_truncates() {
     let mut r = rig("[[receivers.webhook_configs]]\nurl = \"BASE/hook\"\nmax_alerts = 1").await;
-    let firing = vec![alert("HighCpu", "a", AlertStatus::Firing), alert("HighCpu", "b", AlertStatus::Firing)];
+    let firing = vec![
+        alert("HighCpu", "a", AlertStatus::Firing),
+        alert("HighCpu", "b", AlertStatus::Firing),
+    ];
     r.step(firing, Duration::from_secs(30)).await;
     let b = &r.hooks.bodies("hook")[0];
     assert_eq!(b["alerts"].as_array().unwrap().len(), 1);
@@ -254,8 +295,16 @@ async fn pagerduty_trigger_then_resolve_with_the_same_dedup_key() {
         "[[receivers.pagerduty_configs]]\nrouting_key = \"0123456789abcdef0123456789abcdef\"\nurl = \"BASE/v2/enqueue\"\nseverity = \"critical\"",
     )
     .await;
-    r.step(vec![alert("HighCpu", "a", AlertStatus::Firing)], Duration::from_secs(30)).await;
-    r.step(vec![alert("HighCpu", "a", AlertStatus::Resolved)], Duration::from_secs(300)).await;
+    r.step(
+        vec![alert("HighCpu", "a", AlertStatus::Firing)],
+        Duration::from_secs(30),
+    )
+    .await;
+    r.step(
+        vec![alert("HighCpu", "a", AlertStatus::Resolved)],
+        Duration::from_secs(300),
+    )
+    .await;
     let bodies = r.hooks.bodies("v2/enqueue");
     assert_eq!(bodies.len(), 2);
     let (t, res) = (&bodies[0], &bodies[1]);
@@ -287,11 +336,14 @@ async fn pagerduty_trigger_then_resolve_with_the_same_dedup_key() {
 
 #[tokio::test]
 async fn slack_message_has_text_blocks_samples_and_links() {
-    let mut r = rig(
-        "[[receivers.slack_configs]]\napi_url = \"BASE/services/T/B/X\"\nchannel = \"#ops\"",
+    let mut r =
+        rig("[[receivers.slack_configs]]\napi_url = \"BASE/services/T/B/X\"\nchannel = \"#ops\"")
+            .await;
+    r.step(
+        vec![alert("HighCpu", "a", AlertStatus::Firing)],
+        Duration::from_secs(30),
     )
     .await;
-    r.step(vec![alert("HighCpu", "a", AlertStatus::Firing)], Duration::from_secs(30)).await;
     let bodies = r.hooks.bodies("services/T/B/X");
     assert_eq!(bodies.len(), 1);
     let b = &bodies[0];
@@ -299,7 +351,10 @@ async fn slack_message_has_text_blocks_samples_and_links() {
     assert_eq!(b["text"], "[FIRING:1] HighCpu checkout (prod a)");
     let blocks = b["blocks"].as_array().unwrap();
     assert_eq!(blocks[0]["type"], "header");
-    assert_eq!(blocks[0]["text"]["text"], "[FIRING:1] HighCpu checkout (prod a)");
+    assert_eq!(
+        blocks[0]["text"]["text"],
+        "[FIRING:1] HighCpu checkout (prod a)"
+    );
     assert_eq!(
         blocks[1]["text"]["text"],
         ":red_circle: *HighCpu* — CPU above 90%\n`cluster=prod` `instance=a` `service=checkout`\n<https://sightline.example.com/rules/HighCpu|Rule>"
@@ -309,7 +364,11 @@ async fn slack_message_has_text_blocks_samples_and_links() {
         "*Log samples*\n`checkout` upstream timeout after 30s <https://sightline.example.com/api/v1/correlations/req-42|req-42>"
     );
     // send_resolved defaults to false for Slack: no resolution message.
-    r.step(vec![alert("HighCpu", "a", AlertStatus::Resolved)], Duration::from_secs(300)).await;
+    r.step(
+        vec![alert("HighCpu", "a", AlertStatus::Resolved)],
+        Duration::from_secs(300),
+    )
+    .await;
     assert_eq!(r.hooks.bodies("services/T/B/X").len(), 1);
     assert_eq!(r.notifier.dispatcher().group_count(), 0);
 }
@@ -318,12 +377,28 @@ async fn slack_message_has_text_blocks_samples_and_links() {
 async fn a_500_is_retried_with_backoff_and_every_attempt_audited() {
     let mut r = rig("[[receivers.webhook_configs]]\nurl = \"BASE/hook\"").await;
     r.hooks.script("hook", &[(500, None), (503, None)]);
-    assert_eq!(r.step(vec![alert("HighCpu", "a", AlertStatus::Firing)], Duration::from_secs(30)).await, 1);
+    assert_eq!(
+        r.step(
+            vec![alert("HighCpu", "a", AlertStatus::Firing)],
+            Duration::from_secs(30)
+        )
+        .await,
+        1
+    );
     assert_eq!(r.hooks.bodies("hook").len(), 3);
-    assert_eq!(r.clock.sleeps(), [Duration::from_secs(1), Duration::from_secs(2)]);
+    assert_eq!(
+        r.clock.sleeps(),
+        [Duration::from_secs(1), Duration::from_secs(2)]
+    );
     assert_eq!(r.outcomes(), ["500", "503", "200"]);
-    let attempts: Vec<String> =
-        r.log.0.lock().unwrap().iter().map(|e| e.attributes["attempt"].clone()).collect();
+    let attempts: Vec<String> = r
+        .log
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e.attributes["attempt"].clone())
+        .collect();
     assert_eq!(attempts, ["1", "2", "3"]);
 }
 
@@ -347,7 +422,14 @@ async fn a_400_is_not_retried_and_the_group_tries_again_at_the_next_interval() {
 async fn a_429_waits_for_retry_after() {
     let mut r = rig("[[receivers.webhook_configs]]\nurl = \"BASE/hook\"").await;
     r.hooks.script("hook", &[(429, Some("7"))]);
-    assert_eq!(r.step(vec![alert("HighCpu", "a", AlertStatus::Firing)], Duration::from_secs(30)).await, 1);
+    assert_eq!(
+        r.step(
+            vec![alert("HighCpu", "a", AlertStatus::Firing)],
+            Duration::from_secs(30)
+        )
+        .await,
+        1
+    );
     assert_eq!(r.clock.sleeps(), [Duration::from_secs(7)]);
     assert_eq!(r.outcomes(), ["429", "200"]);
 }
@@ -361,7 +443,10 @@ async fn retries_stop_at_the_attempt_limit_and_network_errors_are_audited() {
     };
     let clock = Arc::new(ManualClock::auto_advancing(T0));
     let log = Arc::new(MemoryActionLog::default());
-    let cfg = config(&closed, "[[receivers.webhook_configs]]\nurl = \"BASE/hook\"");
+    let cfg = config(
+        &closed,
+        "[[receivers.webhook_configs]]\nurl = \"BASE/hook\"",
+    );
     let mut n = Notifier::new(cfg, log.clone(), clock.clone()).unwrap();
     n.ingest(vec![alert("HighCpu", "a", AlertStatus::Firing)]);
     clock.advance(Duration::from_secs(30));
@@ -369,7 +454,9 @@ async fn retries_stop_at_the_attempt_limit_and_network_errors_are_audited() {
     let events = log.0.lock().unwrap().clone();
     // Default policy: 6 attempts (1+2+4+8+16 s of backoff, within group_interval).
     assert_eq!(events.len(), 6);
-    assert!(events.iter().all(|e| e.outcome.as_deref().unwrap().starts_with("error: ")));
+    assert!(events
+        .iter()
+        .all(|e| e.outcome.as_deref().unwrap().starts_with("error: ")));
     assert_eq!(clock.sleeps().len(), 5);
 }
 
@@ -383,9 +470,12 @@ async fn run_loop_delivers_batches_from_the_channel() {
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let shutdown = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(notifier.run(rx, shutdown.clone()));
-    tx.send(vec![alert("HighCpu", "a", AlertStatus::Firing), alert("HighCpu", "b", AlertStatus::Firing)])
-        .await
-        .unwrap();
+    tx.send(vec![
+        alert("HighCpu", "a", AlertStatus::Firing),
+        alert("HighCpu", "b", AlertStatus::Firing),
+    ])
+    .await
+    .unwrap();
     // Move time in 1 s steps until the notification arrives (bounded).
     for _ in 0..200 {
         if !hooks.bodies("hook").is_empty() {

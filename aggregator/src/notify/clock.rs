@@ -72,7 +72,10 @@ impl ManualClock {
 
     /// The sleeps requested so far.
     pub fn sleeps(&self) -> Vec<Duration> {
-        self.sleeps.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.sleeps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -82,7 +85,10 @@ impl Clock for ManualClock {
     }
 
     fn sleep(&self, d: Duration) -> Sleep<'_> {
-        self.sleeps.lock().unwrap_or_else(|p| p.into_inner()).push(d);
+        self.sleeps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(d);
         if self.auto {
             self.advance(d);
             return Box::pin(std::future::ready(()));

@@ -103,12 +103,13 @@ impl PromDuration {
             let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
             let unit = &rest[..unit_len];
             rest = &rest[unit_len..];
-            let rank = UNITS
-                .iter()
-                .position(|(u, _)| *u == unit)
-                .ok_or_else(|| format!("invalid duration {s:?}: unknown unit {unit:?} (use ms, s, m, h, d, w, y)"))?;
+            let rank = UNITS.iter().position(|(u, _)| *u == unit).ok_or_else(|| {
+                format!("invalid duration {s:?}: unknown unit {unit:?} (use ms, s, m, h, d, w, y)")
+            })?;
             if last_rank.is_some_and(|r| r >= rank) {
-                return Err(format!("invalid duration {s:?}: units must go from largest to smallest"));
+                return Err(format!(
+                    "invalid duration {s:?}: units must go from largest to smallest"
+                ));
             }
             last_rank = Some(rank);
             total = n
@@ -308,7 +309,10 @@ impl NotifyConfig {
                 return Err(err(format!("{f}.name"), "must not be empty"));
             }
             if !names.insert(r.name.as_str()) {
-                return Err(err(format!("{f}.name"), format!("duplicate receiver {:?}", r.name)));
+                return Err(err(
+                    format!("{f}.name"),
+                    format!("duplicate receiver {:?}", r.name),
+                ));
             }
             for (j, w) in r.webhook_configs.iter().enumerate() {
                 check_url(&format!("{f}.webhook_configs[{j}].url"), &w.url)?;
@@ -322,24 +326,39 @@ impl NotifyConfig {
                 if !["critical", "error", "warning", "info"].contains(&p.severity.as_str()) {
                     return Err(err(
                         format!("{pf}.severity"),
-                        format!("{:?} is not one of critical, error, warning, info", p.severity),
+                        format!(
+                            "{:?} is not one of critical, error, warning, info",
+                            p.severity
+                        ),
                     ));
                 }
             }
             for (j, s) in r.slack_configs.iter().enumerate() {
-                check_url(&format!("{f}.slack_configs[{j}].api_url"), s.api_url.expose())
-                    .map_err(|e| err(e.field, "is not an http(s) URL"))?;
+                check_url(
+                    &format!("{f}.slack_configs[{j}].api_url"),
+                    s.api_url.expose(),
+                )
+                .map_err(|e| err(e.field, "is not an http(s) URL"))?;
             }
         }
         let root = &self.route;
         if root.receiver.is_none() {
-            return Err(err("notify.route.receiver", "the root route needs a receiver"));
+            return Err(err(
+                "notify.route.receiver",
+                "the root route needs a receiver",
+            ));
         }
         if !root.matchers.is_empty() {
-            return Err(err("notify.route.matchers", "the root route must not have matchers"));
+            return Err(err(
+                "notify.route.matchers",
+                "the root route must not have matchers",
+            ));
         }
         if root.continue_matching {
-            return Err(err("notify.route.continue", "the root route cannot have continue"));
+            return Err(err(
+                "notify.route.continue",
+                "the root route cannot have continue",
+            ));
         }
         validate_route(root, "notify.route", &names)
     }
@@ -352,21 +371,33 @@ fn validate_route(
 ) -> Result<(), NotifyConfigError> {
     if let Some(name) = &r.receiver {
         if !receivers.contains(name.as_str()) {
-            return Err(err(format!("{field}.receiver"), format!("unknown receiver {name:?}")));
+            return Err(err(
+                format!("{field}.receiver"),
+                format!("unknown receiver {name:?}"),
+            ));
         }
     }
     if let Some(group_by) = &r.group_by {
         let all = group_by.iter().any(|g| g == "...");
         if all && group_by.len() > 1 {
-            return Err(err(format!("{field}.group_by"), "'...' must be the only element"));
+            return Err(err(
+                format!("{field}.group_by"),
+                "'...' must be the only element",
+            ));
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, g) in group_by.iter().enumerate() {
             if g != "..." && !is_label_name(g) {
-                return Err(err(format!("{field}.group_by[{i}]"), format!("{g:?} is not a label name")));
+                return Err(err(
+                    format!("{field}.group_by[{i}]"),
+                    format!("{g:?} is not a label name"),
+                ));
             }
             if !seen.insert(g) {
-                return Err(err(format!("{field}.group_by[{i}]"), format!("duplicate label {g:?}")));
+                return Err(err(
+                    format!("{field}.group_by[{i}]"),
+                    format!("duplicate label {g:?}"),
+                ));
             }
         }
     }
@@ -392,7 +423,10 @@ fn validate_route(
 fn check_url(field: &str, url: &str) -> Result<(), NotifyConfigError> {
     match reqwest::Url::parse(url) {
         Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.has_host() => Ok(()),
-        Ok(u) => Err(err(field, format!("scheme {:?} is not http or https", u.scheme()))),
+        Ok(u) => Err(err(
+            field,
+            format!("scheme {:?} is not http or https", u.scheme()),
+        )),
         Err(e) => Err(err(field, format!("invalid URL: {e}"))),
     }
 }
@@ -438,7 +472,9 @@ pub fn parse_matchers(input: &str) -> Result<Vec<Matcher>, String> {
         } else if rest.starts_with('=') {
             (MatchOp::Equal, 1)
         } else {
-            return Err(format!("{input:?}: expected =, !=, =~ or !~ after {name:?}"));
+            return Err(format!(
+                "{input:?}: expected =, !=, =~ or !~ after {name:?}"
+            ));
         };
         rest = rest[len..].trim_start();
         let value;
@@ -521,7 +557,10 @@ mod tests {
         assert_eq!(c.resolve_timeout.0, Duration::from_secs(300));
         let child = &c.route.routes[0];
         assert!(child.continue_matching);
-        assert_eq!(child.group_wait, Some(PromDuration(Duration::from_secs(10))));
+        assert_eq!(
+            child.group_wait,
+            Some(PromDuration(Duration::from_secs(10)))
+        );
         let w = &c.receivers[0].webhook_configs[0];
         assert!(w.send_resolved);
         assert_eq!(w.max_alerts, 0);
@@ -544,7 +583,8 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_rejected() {
-        let e = toml::from_str::<NotifyConfig>("[route]\nreceiver='a'\ngroupwait='1s'\n").unwrap_err();
+        let e =
+            toml::from_str::<NotifyConfig>("[route]\nreceiver='a'\ngroupwait='1s'\n").unwrap_err();
         assert!(e.to_string().contains("groupwait"), "{e}");
     }
 
@@ -558,7 +598,9 @@ mod tests {
         assert_eq!(e.field, "notify.route.receiver");
         assert!(e.message.contains("nope"));
         let base = "[[receivers]]\nname='a'\n[route]\nreceiver='a'\n";
-        let e = invalid(&format!("{base}[[route.routes]]\nmatchers=['service=~\"(\"']\n"));
+        let e = invalid(&format!(
+            "{base}[[route.routes]]\nmatchers=['service=~\"(\"']\n"
+        ));
         assert_eq!(e.field, "notify.route.routes[0].matchers[0]");
         let e = invalid(&format!("{base}[[route.routes]]\nmatchers=['service']\n"));
         assert_eq!(e.field, "notify.route.routes[0].matchers[0]");
@@ -570,7 +612,8 @@ mod tests {
         assert_eq!(e.field, "notify.route.group_by");
         let e = invalid(&format!("{base}matchers=['a=\"b\"']\n"));
         assert_eq!(e.field, "notify.route.matchers");
-        let e = invalid("[[receivers]]\nname='a'\n[[receivers]]\nname='a'\n[route]\nreceiver='a'\n");
+        let e =
+            invalid("[[receivers]]\nname='a'\n[[receivers]]\nname='a'\n[route]\nreceiver='a'\n");
         assert_eq!(e.field, "notify.receivers[1].name");
         let e = invalid("[[receivers]]\nname='a'\n[[receivers.webhook_configs]]\nurl='ftp://x'\n[route]\nreceiver='a'\n");
         assert_eq!(e.field, "notify.receivers[0].webhook_configs[0].url");

@@ -28,7 +28,10 @@ pub fn rfc3339_ms(ms: i64) -> String {
     let ns = i128::from(ms) * 1_000_000;
     time::OffsetDateTime::from_unix_timestamp_nanos(ns)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| GO_ZERO_TIME.to_string())
 }
 
@@ -118,12 +121,18 @@ impl<'a> Data<'a> {
 
     /// Firing alerts.
     pub fn firing(&self) -> impl Iterator<Item = &Alert> {
-        self.n.alerts.iter().filter(|a| a.status == AlertStatus::Firing)
+        self.n
+            .alerts
+            .iter()
+            .filter(|a| a.status == AlertStatus::Firing)
     }
 
     /// Resolved alerts.
     pub fn resolved(&self) -> impl Iterator<Item = &Alert> {
-        self.n.alerts.iter().filter(|a| a.status == AlertStatus::Resolved)
+        self.n
+            .alerts
+            .iter()
+            .filter(|a| a.status == AlertStatus::Resolved)
     }
 
     /// Alertmanager's default `__subject`: `[FIRING:2] <group label values> (<other common
@@ -153,8 +162,12 @@ impl<'a> Data<'a> {
         let mut out: Vec<(String, String)> = Vec::new();
         for a in self.firing() {
             for s in &a.samples {
-                let Some(id) = s.correlation_id.as_deref() else { continue };
-                let Some(url) = correlation_url(self.external_url, id) else { continue };
+                let Some(id) = s.correlation_id.as_deref() else {
+                    continue;
+                };
+                let Some(url) = correlation_url(self.external_url, id) else {
+                    continue;
+                };
                 if out.len() < max && !out.iter().any(|(_, u)| *u == url) {
                     out.push((id.to_string(), url));
                 }
@@ -165,7 +178,9 @@ impl<'a> Data<'a> {
 }
 
 fn common<'a>(mut sets: impl Iterator<Item = &'a Labels>) -> Labels {
-    let Some(first) = sets.next() else { return Labels::new() };
+    let Some(first) = sets.next() else {
+        return Labels::new();
+    };
     let mut out = first.clone();
     for s in sets {
         out.retain(|k, v| s.get(k) == Some(v));

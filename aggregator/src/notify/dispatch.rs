@@ -77,7 +77,11 @@ pub struct Notification {
 impl Notification {
     /// `resolved` when every alert is resolved, else `firing`.
     pub fn status(&self) -> AlertStatus {
-        if self.alerts.iter().all(|a| a.status == AlertStatus::Resolved) {
+        if self
+            .alerts
+            .iter()
+            .all(|a| a.status == AlertStatus::Resolved)
+        {
             AlertStatus::Resolved
         } else {
             AlertStatus::Firing
@@ -155,13 +159,31 @@ impl Dispatcher {
             .map(|r| {
                 let mut v = Vec::new();
                 for (i, w) in r.webhook_configs.iter().enumerate() {
-                    v.push((IntegrationId { kind: IntegrationKind::Webhook, index: i }, w.send_resolved));
+                    v.push((
+                        IntegrationId {
+                            kind: IntegrationKind::Webhook,
+                            index: i,
+                        },
+                        w.send_resolved,
+                    ));
                 }
                 for (i, p) in r.pagerduty_configs.iter().enumerate() {
-                    v.push((IntegrationId { kind: IntegrationKind::Pagerduty, index: i }, p.send_resolved));
+                    v.push((
+                        IntegrationId {
+                            kind: IntegrationKind::Pagerduty,
+                            index: i,
+                        },
+                        p.send_resolved,
+                    ));
                 }
                 for (i, s) in r.slack_configs.iter().enumerate() {
-                    v.push((IntegrationId { kind: IntegrationKind::Slack, index: i }, s.send_resolved));
+                    v.push((
+                        IntegrationId {
+                            kind: IntegrationKind::Slack,
+                            index: i,
+                        },
+                        s.send_resolved,
+                    ));
                 }
                 (r.name.clone(), v)
             })
@@ -197,7 +219,10 @@ impl Dispatcher {
                 .collect();
             for (route_id, group_labels, group_wait_ms) in routes {
                 let id = (route_id, crate::alert::fingerprint(&group_labels));
-                let known = self.groups.get(&id).is_some_and(|g| g.alerts.contains_key(&fp));
+                let known = self
+                    .groups
+                    .get(&id)
+                    .is_some_and(|g| g.alerts.contains_key(&fp));
                 if alert.status == AlertStatus::Resolved && !known {
                     continue;
                 }
@@ -211,7 +236,8 @@ impl Dispatcher {
                     in_flight: false,
                     log: BTreeMap::new(),
                 });
-                if !group.has_flushed && alert.starts_at_ms.saturating_add(group_wait_ms) <= now_ms {
+                if !group.has_flushed && alert.starts_at_ms.saturating_add(group_wait_ms) <= now_ms
+                {
                     group.next_flush_ms = group.next_flush_ms.min(now_ms);
                 }
                 self.version += 1;
@@ -250,9 +276,15 @@ impl Dispatcher {
         for id in due {
             let route = &self.tree.routes[id.0];
             let (interval_ms, repeat_ms) = (ms(route.group_interval), ms(route.repeat_interval));
-            let integrations = self.integrations.get(&route.receiver).cloned().unwrap_or_default();
+            let integrations = self
+                .integrations
+                .get(&route.receiver)
+                .cloned()
+                .unwrap_or_default();
             let receiver = route.receiver.clone();
-            let Some(group) = self.groups.get_mut(&id) else { continue };
+            let Some(group) = self.groups.get_mut(&id) else {
+                continue;
+            };
             // Firing alerts the rules stopped re-sending resolve after resolve_timeout.
             for s in group.alerts.values_mut() {
                 let ends = s.last_seen_ms.saturating_add(self.resolve_timeout_ms);
@@ -279,7 +311,11 @@ impl Dispatcher {
                 .filter(|fp| !firing.contains(*fp))
                 .cloned()
                 .collect();
-            let versions = group.alerts.iter().map(|(fp, s)| (fp.clone(), s.version)).collect();
+            let versions = group
+                .alerts
+                .iter()
+                .map(|(fp, s)| (fp.clone(), s.version))
+                .collect();
             let mut notifications = Vec::new();
             let mut nothing_to_send = Vec::new();
             for (integration, send_resolved) in integrations {
@@ -307,10 +343,20 @@ impl Dispatcher {
             for integration in nothing_to_send {
                 group.log.insert(
                     integration,
-                    LogEntry { firing: firing.clone(), resolved: resolved.clone(), at_ms: now_ms },
+                    LogEntry {
+                        firing: firing.clone(),
+                        resolved: resolved.clone(),
+                        at_ms: now_ms,
+                    },
                 );
             }
-            let flush = Flush { notifications, group: id, firing, resolved, versions };
+            let flush = Flush {
+                notifications,
+                group: id,
+                firing,
+                resolved,
+                versions,
+            };
             if flush.notifications.is_empty() {
                 self.finish(flush, true);
             } else {
@@ -327,7 +373,9 @@ impl Dispatcher {
     /// was delivered, at `now_ms`. Delivered ones are logged (so they are not re-sent);
     /// when all were, unchanged resolved alerts are dropped, and an empty group with them.
     pub fn complete(&mut self, flush: Flush, delivered: &[bool], now_ms: i64) {
-        let Some(group) = self.groups.get_mut(&flush.group) else { return };
+        let Some(group) = self.groups.get_mut(&flush.group) else {
+            return;
+        };
         group.in_flight = false;
         let mut all_ok = true;
         for (i, n) in flush.notifications.iter().enumerate() {
@@ -348,7 +396,9 @@ impl Dispatcher {
     }
 
     fn finish(&mut self, flush: Flush, all_ok: bool) {
-        let Some(group) = self.groups.get_mut(&flush.group) else { return };
+        let Some(group) = self.groups.get_mut(&flush.group) else {
+            return;
+        };
         if all_ok {
             group.alerts.retain(|fp, s| {
                 !(flush.resolved.contains(fp) && flush.versions.get(fp) == Some(&s.version))

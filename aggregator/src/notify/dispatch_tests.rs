@@ -55,10 +55,24 @@ fn flush_all(d: &mut Dispatcher, now: i64) -> Vec<Notification> {
 fn two_alerts_of_one_service_go_in_one_notification_after_group_wait() {
     let mut d = dispatcher(CFG);
     let t0 = 1_000_000 * S;
-    d.ingest(vec![alert("HighCpu", "checkout", AlertStatus::Firing, t0)], t0);
-    d.ingest(vec![alert("HighErrors", "checkout", AlertStatus::Firing, t0 + 5 * S)], t0 + 5 * S);
+    d.ingest(
+        vec![alert("HighCpu", "checkout", AlertStatus::Firing, t0)],
+        t0,
+    );
+    d.ingest(
+        vec![alert(
+            "HighErrors",
+            "checkout",
+            AlertStatus::Firing,
+            t0 + 5 * S,
+        )],
+        t0 + 5 * S,
+    );
     assert_eq!(d.next_due_ms(), Some(t0 + 30 * S));
-    assert!(flush_all(&mut d, t0 + 29 * S).is_empty(), "nothing before group_wait");
+    assert!(
+        flush_all(&mut d, t0 + 29 * S).is_empty(),
+        "nothing before group_wait"
+    );
     let sent = flush_all(&mut d, t0 + 30 * S);
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].alerts.len(), 2);
@@ -79,12 +93,21 @@ fn two_alerts_of_one_service_go_in_one_notification_after_group_wait() {
 fn an_alert_resolved_within_group_wait_is_never_sent() {
     let mut d = dispatcher(CFG);
     let t0 = 1_000_000 * S;
-    d.ingest(vec![alert("HighCpu", "checkout", AlertStatus::Firing, t0)], t0);
-    d.ingest(vec![alert("HighCpu", "checkout", AlertStatus::Resolved, t0)], t0 + 10 * S);
+    d.ingest(
+        vec![alert("HighCpu", "checkout", AlertStatus::Firing, t0)],
+        t0,
+    );
+    d.ingest(
+        vec![alert("HighCpu", "checkout", AlertStatus::Resolved, t0)],
+        t0 + 10 * S,
+    );
     assert!(flush_all(&mut d, t0 + 30 * S).is_empty());
     assert_eq!(d.group_count(), 0, "the group is dropped");
     // Re-sent resolved alerts do not re-create it.
-    d.ingest(vec![alert("HighCpu", "checkout", AlertStatus::Resolved, t0)], t0 + 40 * S);
+    d.ingest(
+        vec![alert("HighCpu", "checkout", AlertStatus::Resolved, t0)],
+        t0 + 40 * S,
+    );
     assert_eq!(d.group_count(), 0);
 }
 
@@ -92,10 +115,19 @@ fn an_alert_resolved_within_group_wait_is_never_sent() {
 fn updates_wait_for_group_interval_then_resolution_is_sent_and_the_group_dropped() {
     let mut d = dispatcher(CFG);
     let t0 = 1_000_000 * S;
-    d.ingest(vec![alert("HighCpu", "checkout", AlertStatus::Firing, t0)], t0);
+    d.ingest(
+        vec![alert("HighCpu", "checkout", AlertStatus::Firing, t0)],
+        t0,
+    );
     assert_eq!(flush_all(&mut d, t0 + 30 * S).len(), 1);
-    d.ingest(vec![alert("HighErrors", "checkout", AlertStatus::Firing, t0 + M)], t0 + M);
-    assert!(flush_all(&mut d, t0 + 2 * M).is_empty(), "a new alert waits for group_interval");
+    d.ingest(
+        vec![alert("HighErrors", "checkout", AlertStatus::Firing, t0 + M)],
+        t0 + M,
+    );
+    assert!(
+        flush_all(&mut d, t0 + 2 * M).is_empty(),
+        "a new alert waits for group_interval"
+    );
     assert_eq!(d.next_due_ms(), Some(t0 + 30 * S + 5 * M));
     let sent = flush_all(&mut d, t0 + 30 * S + 5 * M);
     assert_eq!(sent[0].alerts.len(), 2);
@@ -116,14 +148,20 @@ fn updates_wait_for_group_interval_then_resolution_is_sent_and_the_group_dropped
 fn unchanged_groups_repeat_after_repeat_interval() {
     let mut d = dispatcher(&format!("{CFG}repeat_interval = \"1h\"\n"));
     let t0 = 1_000_000 * S;
-    d.ingest(vec![alert("HighCpu", "checkout", AlertStatus::Firing, t0)], t0);
+    d.ingest(
+        vec![alert("HighCpu", "checkout", AlertStatus::Firing, t0)],
+        t0,
+    );
     let first = t0 + 30 * S;
     assert_eq!(flush_all(&mut d, first).len(), 1);
     let mut sends = Vec::new();
     let mut now = first;
     while now < first + 3 * 3600 * S {
         now += 5 * M;
-        d.ingest(vec![alert("HighCpu", "checkout", AlertStatus::Firing, t0)], now);
+        d.ingest(
+            vec![alert("HighCpu", "checkout", AlertStatus::Firing, t0)],
+            now,
+        );
         if !flush_all(&mut d, now).is_empty() {
             sends.push(now - first);
         }
@@ -136,19 +174,37 @@ fn unchanged_groups_repeat_after_repeat_interval() {
 fn failed_deliveries_are_retried_at_the_next_flush_and_keep_the_group() {
     let mut d = dispatcher(CFG);
     let t0 = 1_000_000 * S;
-    d.ingest(vec![alert("HighCpu", "checkout", AlertStatus::Firing, t0)], t0);
+    d.ingest(
+        vec![alert("HighCpu", "checkout", AlertStatus::Firing, t0)],
+        t0,
+    );
     let f = d.take_due(t0 + 30 * S).pop().unwrap();
     assert_eq!(d.next_due_ms(), None, "no flush while one is out");
     d.complete(f, &[false], t0 + 31 * S);
-    d.ingest(vec![alert("HighCpu", "checkout", AlertStatus::Firing, t0)], t0 + M);
-    assert_eq!(flush_all(&mut d, t0 + 30 * S + 5 * M).len(), 1, "sent again");
+    d.ingest(
+        vec![alert("HighCpu", "checkout", AlertStatus::Firing, t0)],
+        t0 + M,
+    );
+    assert_eq!(
+        flush_all(&mut d, t0 + 30 * S + 5 * M).len(),
+        1,
+        "sent again"
+    );
 }
 
 #[test]
 fn old_alerts_flush_at_once_and_silent_ones_resolve_after_resolve_timeout() {
     let mut d = dispatcher(CFG);
     let t0 = 1_000_000 * S;
-    d.ingest(vec![alert("HighCpu", "checkout", AlertStatus::Firing, t0 - 10 * M)], t0);
+    d.ingest(
+        vec![alert(
+            "HighCpu",
+            "checkout",
+            AlertStatus::Firing,
+            t0 - 10 * M,
+        )],
+        t0,
+    );
     assert_eq!(d.next_due_ms(), Some(t0));
     assert_eq!(flush_all(&mut d, t0).len(), 1);
     // No re-send for 5 min: resolved at the next flush after that.
@@ -170,9 +226,18 @@ fn send_resolved_false_sends_no_resolution_and_still_drops_the_group() {
         t0,
     );
     assert_eq!(flush_all(&mut d, t0 + 30 * S).len(), 1);
-    d.ingest(vec![alert("A", "checkout", AlertStatus::Resolved, t0)], t0 + M);
-    assert!(flush_all(&mut d, t0 + 30 * S + 5 * M).is_empty(), "only a resolution: not sent");
-    d.ingest(vec![alert("B", "checkout", AlertStatus::Resolved, t0)], t0 + 6 * M);
+    d.ingest(
+        vec![alert("A", "checkout", AlertStatus::Resolved, t0)],
+        t0 + M,
+    );
+    assert!(
+        flush_all(&mut d, t0 + 30 * S + 5 * M).is_empty(),
+        "only a resolution: not sent"
+    );
+    d.ingest(
+        vec![alert("B", "checkout", AlertStatus::Resolved, t0)],
+        t0 + 6 * M,
+    );
     assert!(flush_all(&mut d, t0 + 30 * S + 10 * M).is_empty());
     assert_eq!(d.group_count(), 0);
 }

@@ -156,7 +156,11 @@ impl Notifier {
     /// arrives, flushes groups when due, delivers in the background (one task per group
     /// flush, bounded by the group's `group_interval`). Deliveries under way are awaited
     /// on the way out; groups still waiting are dropped.
-    pub async fn run(mut self, mut alerts: mpsc::Receiver<Vec<Alert>>, shutdown: CancellationToken) {
+    pub async fn run(
+        mut self,
+        mut alerts: mpsc::Receiver<Vec<Alert>>,
+        shutdown: CancellationToken,
+    ) {
         let mut inflight: JoinSet<(Flush, Vec<bool>)> = JoinSet::new();
         let mut open = true;
         while open {
@@ -218,18 +222,30 @@ pub fn build_request(config: &NotifyConfig, n: &Notification) -> Result<Request,
     let (url, body) = match n.integration.kind {
         IntegrationKind::Webhook => {
             let c = receiver.webhook_configs.get(i).ok_or_else(missing)?;
-            (c.url.clone(), serde_json::to_vec(&webhook::payload(n, c, ext)))
+            (
+                c.url.clone(),
+                serde_json::to_vec(&webhook::payload(n, c, ext)),
+            )
         }
         IntegrationKind::Pagerduty => {
             let c = receiver.pagerduty_configs.get(i).ok_or_else(missing)?;
-            (c.url.clone(), serde_json::to_vec(&pagerduty::event(n, c, ext)))
+            (
+                c.url.clone(),
+                serde_json::to_vec(&pagerduty::event(n, c, ext)),
+            )
         }
         IntegrationKind::Slack => {
             let c = receiver.slack_configs.get(i).ok_or_else(missing)?;
-            (c.api_url.expose().to_string(), serde_json::to_vec(&slack::message(n, c, ext)))
+            (
+                c.api_url.expose().to_string(),
+                serde_json::to_vec(&slack::message(n, c, ext)),
+            )
         }
     };
-    Ok(Request { url, body: body.map_err(|e| e.to_string())? })
+    Ok(Request {
+        url,
+        body: body.map_err(|e| e.to_string())?,
+    })
 }
 
 async fn deliver_flush(

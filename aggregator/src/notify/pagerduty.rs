@@ -100,13 +100,17 @@ pub fn event(n: &Notification, cfg: &PagerdutyConfig, external_url: &str) -> Pag
     let links = if firing {
         data.correlation_links(MAX_LINKS)
             .into_iter()
-            .map(|(id, href)| Link { href, text: format!("Correlation {id}") })
+            .map(|(id, href)| Link {
+                href,
+                text: format!("Correlation {id}"),
+            })
             .collect()
     } else {
         Vec::new()
     };
-    let payload = firing.then(|| {
-        let alerts: Vec<Value> = n
+    let payload =
+        firing.then(|| {
+            let alerts: Vec<Value> = n
             .alerts
             .iter()
             .map(|a| {
@@ -124,25 +128,25 @@ pub fn event(n: &Notification, cfg: &PagerdutyConfig, external_url: &str) -> Pag
                 })
             })
             .collect();
-        PagerdutyPayload {
-            summary: super::data::truncate_chars(&data.subject(), MAX_SUMMARY_CHARS),
-            source: data
-                .common_labels
-                .get("service")
-                .cloned()
-                .unwrap_or_else(|| "sightline".to_string()),
-            severity: cfg.severity.clone(),
-            timestamp: data.firing().map(|a| a.starts_at_ms).min().map(rfc3339_ms),
-            class: data.common_labels.get("alertname").cloned(),
-            custom_details: json!({
-                "firing": instances(data.firing()),
-                "resolved": instances(data.resolved()),
-                "num_firing": data.firing().count().to_string(),
-                "num_resolved": data.resolved().count().to_string(),
-                "alerts": alerts,
-            }),
-        }
-    });
+            PagerdutyPayload {
+                summary: super::data::truncate_chars(&data.subject(), MAX_SUMMARY_CHARS),
+                source: data
+                    .common_labels
+                    .get("service")
+                    .cloned()
+                    .unwrap_or_else(|| "sightline".to_string()),
+                severity: cfg.severity.clone(),
+                timestamp: data.firing().map(|a| a.starts_at_ms).min().map(rfc3339_ms),
+                class: data.common_labels.get("alertname").cloned(),
+                custom_details: json!({
+                    "firing": instances(data.firing()),
+                    "resolved": instances(data.resolved()),
+                    "num_firing": data.firing().count().to_string(),
+                    "num_resolved": data.resolved().count().to_string(),
+                    "alerts": alerts,
+                }),
+            }
+        });
     let mut ev = PagerdutyEvent {
         routing_key: cfg.routing_key.expose().to_string(),
         event_action: if firing { "trigger" } else { "resolve" },

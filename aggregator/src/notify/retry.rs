@@ -49,7 +49,9 @@ impl RetryPolicy {
     /// `initial × 2^(attempt−1)`, capped.
     pub fn backoff(&self, attempt: u32) -> Duration {
         let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(30));
-        self.initial_backoff.saturating_mul(factor).min(self.max_backoff)
+        self.initial_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
     }
 }
 
@@ -111,7 +113,10 @@ pub struct Deliverer {
 
 enum Attempt {
     Ok(u16),
-    Retry { outcome: String, after: Option<Duration> },
+    Retry {
+        outcome: String,
+        after: Option<Duration>,
+    },
     Fatal(DeliveryError, String),
 }
 
@@ -128,7 +133,12 @@ impl Deliverer {
             .timeout(policy.request_timeout)
             .user_agent(concat!("Sightline/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Deliverer { client, policy, log, clock })
+        Ok(Deliverer {
+            client,
+            policy,
+            log,
+            clock,
+        })
     }
 
     /// POSTs `req`, retrying as the module docs say until `deadline_ms` (Unix ms).
@@ -160,7 +170,10 @@ impl Deliverer {
             if attempt >= self.policy.max_attempts.max(1)
                 || self.clock.now_ms().saturating_add(wait_ms) >= deadline_ms
             {
-                return Err(DeliveryError::GaveUp { attempts: attempt, last });
+                return Err(DeliveryError::GaveUp {
+                    attempts: attempt,
+                    last,
+                });
             }
             self.clock.sleep(wait).await;
         }
@@ -186,7 +199,13 @@ impl Deliverer {
             Err(e) => {
                 // Without the URL: webhook URLs can hold tokens.
                 let e = e.without_url();
-                let kind = if e.is_timeout() { "timeout" } else if e.is_connect() { "connect" } else { "request" };
+                let kind = if e.is_timeout() {
+                    "timeout"
+                } else if e.is_connect() {
+                    "connect"
+                } else {
+                    "request"
+                };
                 return Attempt::Retry {
                     outcome: format!("error: {kind}: {e}"),
                     after: None,
@@ -203,7 +222,10 @@ impl Deliverer {
             return Attempt::Ok(status);
         }
         if status == 429 || resp.status().is_server_error() {
-            return Attempt::Retry { outcome: status.to_string(), after: retry_after };
+            return Attempt::Retry {
+                outcome: status.to_string(),
+                after: retry_after,
+            };
         }
         let body = resp.text().await.unwrap_or_default();
         let body = super::data::truncate_chars(&body, 512);
@@ -268,7 +290,9 @@ pub fn parse_retry_after(v: &str, now_ms: i64) -> Option<Duration> {
     let at = httpdate::parse_http_date(v).ok()?;
     let at_ms = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
     let now = u128::try_from(now_ms).unwrap_or(0);
-    Some(Duration::from_millis(u64::try_from(at_ms.saturating_sub(now)).unwrap_or(u64::MAX)))
+    Some(Duration::from_millis(
+        u64::try_from(at_ms.saturating_sub(now)).unwrap_or(u64::MAX),
+    ))
 }
 
 #[cfg(test)]

@@ -79,8 +79,11 @@ impl RouteTree {
             matchers.extend(parse_matchers(m)?);
         }
         matchers.sort_by(|a, b| {
-            (a.name.as_str(), op_rank(a.op), a.value.as_str())
-                .cmp(&(b.name.as_str(), op_rank(b.op), b.value.as_str()))
+            (a.name.as_str(), op_rank(a.op), a.value.as_str()).cmp(&(
+                b.name.as_str(),
+                op_rank(b.op),
+                b.value.as_str(),
+            ))
         });
         let own = matchers_string(&matchers);
         let key = match &parent.key {
@@ -94,7 +97,10 @@ impl RouteTree {
         };
         let this = Inherited {
             key: Some(key.clone()),
-            receiver: cfg.receiver.clone().unwrap_or_else(|| parent.receiver.clone()),
+            receiver: cfg
+                .receiver
+                .clone()
+                .unwrap_or_else(|| parent.receiver.clone()),
             group_by,
             group_wait: cfg.group_wait.map_or(parent.group_wait, |d| d.0),
             group_interval: cfg.group_interval.map_or(parent.group_interval, |d| d.0),
@@ -200,7 +206,11 @@ fn matchers_string(ms: &[Matcher]) -> String {
     let parts: Vec<String> = ms
         .iter()
         .map(|m| {
-            let v = m.value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+            let v = m
+                .value
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
             format!("{}{}\"{v}\"", m.name, op_str(m.op))
         })
         .collect();
@@ -210,7 +220,10 @@ fn matchers_string(ms: &[Matcher]) -> String {
 /// `{a="x", b="y"}` as Prometheus' `model.LabelSet.String()`: `name=` + Go-quoted value,
 /// the pairs sorted as strings, joined by `", "`.
 pub fn label_set_string(labels: &Labels) -> String {
-    let mut pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={}", go_quote(v))).collect();
+    let mut pairs: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}={}", go_quote(v)))
+        .collect();
     pairs.sort();
     format!("{{{}}}", pairs.join(", "))
 }
@@ -226,7 +239,9 @@ fn go_quote(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -239,7 +254,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn tree(toml_text: &str) -> RouteTree {
@@ -271,7 +289,10 @@ mod tests {
     fn matching_follows_continue_and_falls_back_to_root() {
         let t = tree(CFG);
         let r: Vec<_> = t
-            .matching(&labels(&[("service", "checkout"), ("severity", "critical")]))
+            .matching(&labels(&[
+                ("service", "checkout"),
+                ("severity", "critical"),
+            ]))
             .iter()
             .map(|r| r.receiver.as_str())
             .collect();
@@ -281,8 +302,16 @@ mod tests {
         assert_eq!(r[0].id, 0);
         let pager = t.matching(&labels(&[("severity", "critical")]))[0];
         assert_eq!(pager.repeat_interval, Duration::from_secs(3600));
-        assert_eq!(pager.group_wait, Duration::from_secs(30), "inherited default");
-        assert_eq!(pager.group_by, GroupBy::Labels(vec!["alertname".into()]), "inherited");
+        assert_eq!(
+            pager.group_wait,
+            Duration::from_secs(30),
+            "inherited default"
+        );
+        assert_eq!(
+            pager.group_by,
+            GroupBy::Labels(vec!["alertname".into()]),
+            "inherited"
+        );
     }
 
     #[test]
@@ -290,7 +319,11 @@ mod tests {
         let t = tree(CFG);
         assert_eq!(t.routes[0].key, "{}");
         assert_eq!(t.routes[1].key, "{}/{service=~\"check.*\"}");
-        let l = labels(&[("alertname", "HighCpu"), ("service", "checkout"), ("pod", "x")]);
+        let l = labels(&[
+            ("alertname", "HighCpu"),
+            ("service", "checkout"),
+            ("pod", "x"),
+        ]);
         let gl = t.routes[1].group_labels(&l);
         assert_eq!(
             t.routes[1].group_key(&gl),
@@ -298,6 +331,9 @@ mod tests {
         );
         assert_eq!(t.routes[0].group_key(&Labels::new()), "{}:{}");
         // Sorted as "name=value" strings, like Go: "a1=" sorts before "a=".
-        assert_eq!(label_set_string(&labels(&[("a", "x"), ("a1", "y\"")])), "{a1=\"y\\\"\", a=\"x\"}");
+        assert_eq!(
+            label_set_string(&labels(&[("a", "x"), ("a1", "y\"")])),
+            "{a1=\"y\\\"\", a=\"x\"}"
+        );
     }
 }

@@ -19,7 +19,9 @@ const MAX_SAMPLES: usize = 5;
 
 /// Escapes `&`, `<`, `>` for Slack's mrkdwn.
 pub fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Builds the JSON body for `n`.
@@ -33,7 +35,11 @@ pub fn message(n: &Notification, cfg: &SlackConfig, external_url: &str) -> Value
     let per_alert_blocks = 2;
     let room = (MAX_BLOCKS - 2) / per_alert_blocks;
     for a in n.alerts.iter().take(room) {
-        let icon = if a.status == AlertStatus::Firing { ":red_circle:" } else { ":large_green_circle:" };
+        let icon = if a.status == AlertStatus::Firing {
+            ":red_circle:"
+        } else {
+            ":large_green_circle:"
+        };
         let name = a.labels.get("alertname").map_or("alert", String::as_str);
         let mut text = format!("{icon} *{}*", escape(name));
         if let Some(s) = a.annotations.get("summary") {

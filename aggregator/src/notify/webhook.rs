@@ -67,7 +67,11 @@ pub struct WebhookAlert {
 pub fn payload(n: &Notification, cfg: &WebhookConfig, external_url: &str) -> WebhookMessage {
     let data = Data::new(n, external_url);
     let max = usize::try_from(cfg.max_alerts).unwrap_or(usize::MAX);
-    let keep = if max == 0 { n.alerts.len() } else { n.alerts.len().min(max) };
+    let keep = if max == 0 {
+        n.alerts.len()
+    } else {
+        n.alerts.len().min(max)
+    };
     let alerts = n.alerts[..keep]
         .iter()
         .map(|a| {
@@ -85,7 +89,10 @@ pub fn payload(n: &Notification, cfg: &WebhookConfig, external_url: &str) -> Web
                 fingerprint: a.fingerprint(),
                 value: a.value,
                 samples: if firing {
-                    a.samples.iter().map(|s| SampleOut::new(s, external_url)).collect()
+                    a.samples
+                        .iter()
+                        .map(|s| SampleOut::new(s, external_url))
+                        .collect()
                 } else {
                     Vec::new()
                 },
