@@ -16,6 +16,8 @@
 //!   `<data_dir>/audit`; verify, query, HTTP routes, the store-backed [`alert::ActionLog`]).
 //! - [`alert`]: [`alert::Alert`]s handed from rules to notifications and autoscaling, and
 //!   the [`alert::ActionLog`] that records Sightline's own actions in the audit trail.
+//! - [`notify`]: on-call notifications ([`notify::Notifier`]): Alertmanager-style routing,
+//!   grouping and timers; webhook (payload v4), PagerDuty and Slack receivers.
 //!
 //! Embedding (what the `sightline-aggregator` binary does):
 //!
@@ -40,6 +42,7 @@ pub mod config;
 pub mod consumer;
 pub mod indexer;
 pub mod metrics;
+pub mod notify;
 pub mod rules;
 pub mod series;
 
