@@ -231,54 +231,69 @@ fn scope_bytes() -> Vec<u8> {
 }
 
 /// Assembles a `LogsData` message from runs of records already encoded with
-/// [`put_log_record_field`], each run tagged with its resource (from [`encode_resource`],
-/// shared by pointer). Runs of the same resource are merged, resources keep the order in
-/// which they first came: the result is byte-identical to [`encode_logs`] of the same events.
+/// [`put_log_record_field`], each run tagged with its resource (from [`encode_resource`]).
+/// Each run is written straight into the output buffer as one `ResourceLogs` (a resource
+/// seen again later gets another `ResourceLogs`: valid OTLP, and it spares a second copy
+/// of every record). The buffer can be a recycled one ([`LogsDataBuilder::with_buffer`]).
 #[derive(Default)]
 pub struct LogsDataBuilder {
-    groups: Vec<(std::sync::Arc<Vec<u8>>, Vec<u8>)>,
-    len: usize,
+    out: Vec<u8>,
+    scope: Vec<u8>,
 }
 
 impl LogsDataBuilder {
-    /// Adds a run of encoded `log_records` fields of one resource.
-    pub fn add(&mut self, resource: &std::sync::Arc<Vec<u8>>, records: &[u8]) {
-        self.len += records.len();
-        match self
-            .groups
-            .iter_mut()
-            .rev()
-            .find(|(r, _)| std::sync::Arc::ptr_eq(r, resource))
-        {
-            Some((_, buf)) => buf.extend_from_slice(records),
-            None => {
-                self.len += resource.len() + 16;
-                self.groups.push((resource.clone(), records.to_vec()));
-            }
+    /// A builder writing into `buf` (cleared first; its capacity is kept).
+    pub fn with_buffer(mut buf: Vec<u8>) -> Self {
+        buf.clear();
+        LogsDataBuilder {
+            out: buf,
+            scope: Vec::new(),
         }
     }
 
-    /// Bytes added so far (records plus resources): close to the final message size.
+    /// Adds a run of encoded `log_records` fields of one resource.
+    pub fn add(&mut self, resource: &[u8], records: &[u8]) {
+        if self.scope.is_empty() {
+            self.scope = scope_bytes();
+        }
+        write_resource_logs(&mut self.out, resource, &self.scope, records);
+    }
+
+    /// Bytes of the message so far.
     pub fn len(&self) -> usize {
-        self.len
+        self.out.len()
     }
 
     /// True when nothing was added.
     pub fn is_empty(&self) -> bool {
-        self.groups.is_empty()
+        self.out.is_empty()
     }
 
     /// The encoded `LogsData`.
     pub fn finish(self) -> Vec<u8> {
-        let scope = scope_bytes();
-        assemble(
-            self.groups
-                .iter()
-                .map(|(r, b)| (r.as_slice(), b.as_slice())),
-            &scope,
-            self.len,
-        )
+        self.out
     }
+}
+
+/// Appends one `ResourceLogs` field (resource, one `ScopeLogs` with `scope` and the
+/// encoded `log_records` fields) to `out`.
+fn write_resource_logs(out: &mut Vec<u8>, resource: &[u8], scope: &[u8], records: &[u8]) {
+    let scope_field_len = 1 + varint_len(scope.len() as u64) + scope.len();
+    let scope_logs_len = scope_field_len + records.len();
+    let resource_logs_len = 1
+        + varint_len(resource.len() as u64)
+        + resource.len()
+        + 1
+        + varint_len(scope_logs_len as u64)
+        + scope_logs_len;
+    out.reserve(resource_logs_len + 6);
+    put_tag(out, 1, LEN);
+    put_varint(out, resource_logs_len as u64);
+    put_len_field(out, 1, resource);
+    put_tag(out, 2, LEN);
+    put_varint(out, scope_logs_len as u64);
+    put_len_field(out, 1, scope);
+    out.extend_from_slice(records);
 }
 
 fn assemble<'a>(
@@ -286,23 +301,9 @@ fn assemble<'a>(
     scope: &[u8],
     hint: usize,
 ) -> Vec<u8> {
-    let scope_field_len = 1 + varint_len(scope.len() as u64) + scope.len();
     let mut out = Vec::with_capacity(hint + 64);
     for (resource, records) in groups {
-        let scope_logs_len = scope_field_len + records.len();
-        let resource_logs_len = 1
-            + varint_len(resource.len() as u64)
-            + resource.len()
-            + 1
-            + varint_len(scope_logs_len as u64)
-            + scope_logs_len;
-        put_tag(&mut out, 1, LEN);
-        put_varint(&mut out, resource_logs_len as u64);
-        put_len_field(&mut out, 1, resource);
-        put_tag(&mut out, 2, LEN);
-        put_varint(&mut out, scope_logs_len as u64);
-        put_len_field(&mut out, 1, scope);
-        out.extend_from_slice(records);
+        write_resource_logs(&mut out, resource, scope, records);
     }
     out
 }
@@ -437,29 +438,23 @@ pub(crate) mod tests {
 
     proptest! {
         #[test]
-        fn builder_from_runs_is_identical(events in prop::collection::vec(arb_event(), 1..20), cut in 0usize..20) {
-            // Runs per resource, added in two pieces each, in first-appearance order.
-            let mut resources: Vec<(String, std::sync::Arc<Vec<u8>>)> = Vec::new();
-            let mut builder = LogsDataBuilder::default();
+        fn builder_writes_each_run_as_resource_logs(events in prop::collection::vec(arb_event(), 1..20), cut in 0usize..20) {
+            // Runs of one event each, in event order, into a recycled buffer: the message
+            // decodes to exactly these events, in this order (each with its resource).
+            let mut builder = LogsDataBuilder::with_buffer(vec![7; 100]);
             let mut scratch = Vec::new();
             let (a, b) = events.split_at(cut.min(events.len()));
+            let mut expected = Vec::new();
             for part in [a, b] {
                 for ev in part {
-                    let key = format!("{}/{:?}", ev.service, ev.container.as_ref().map(|c| c.id.clone()));
-                    let res = match resources.iter().find(|(k, _)| *k == key) {
-                        Some((_, r)) => r.clone(),
-                        None => {
-                            let r = std::sync::Arc::new(encode_resource(ev));
-                            resources.push((key, r.clone()));
-                            r
-                        }
-                    };
                     let mut run = Vec::new();
                     put_log_record_field(&mut run, &mut scratch, ev);
-                    builder.add(&res, &run);
+                    builder.add(&encode_resource(ev), &run);
+                    expected.extend(crate::decode_logs(&encode_logs(vec![ev.clone()])).unwrap());
                 }
             }
-            prop_assert_eq!(builder.finish(), encode_logs(events.clone()));
+            let got = builder.finish();
+            prop_assert_eq!(crate::decode_logs(&got).unwrap(), expected);
         }
 
         #[test]

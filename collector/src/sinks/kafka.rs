@@ -3,13 +3,17 @@
 //! Sources hand over events already encoded per partition (`partition_for_key` of each
 //! event's partitioning key, so all events of one correlation ID share a partition and keep
 //! their order); the sink concatenates them into OTLP `LogsData` messages of at most
-//! `batch.max_bytes`. Everything gathered within `linger_ms`
-//! forms a *generation*. The producer is idempotent with `acks=all`; a message that still
+//! `batch.max_bytes`. A *generation* is what is sent together: the batches that filled up
+//! (the others keep filling), or every open batch when `linger_ms` passes. A chunk's
+//! checkpoint travels with the first generation that holds the last of its events. The
+//! producer is idempotent with `acks=all`; a message that still
 //! fails is sent again, forever, with backoff (never dropped). Checkpoints of a generation are
 //! applied only after every message of it, and of every earlier generation, is acknowledged;
-//! at most `max_in_flight` generations wait, after which reading stops (backpressure).
+//! at most `max_in_flight` generations, and `max_in_flight_bytes` of sealed batches, wait,
+//! after which reading stops (backpressure). Batch payloads are written once, into recycled
+//! buffers, and shared with librdkafka rather than copied ([`super::buffers`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,8 +21,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::Producer;
 use sightline_model::encode::LogsDataBuilder;
 use sightline_model::kafka::{CONTENT_TYPE_HEADER, CONTENT_TYPE_OTLP_LOGS, SCHEMA_HEADER};
 use sightline_model::SCHEMA_VERSION;
@@ -29,7 +32,7 @@ use crate::config::{BatchConfig, KafkaConfig};
 use crate::sources::Chunk;
 use crate::stats::Stats;
 
-use super::producer::ProducerHandle;
+use super::producer::{Delivery, KafkaProducer, OutRecord, Payload, ProducerHandle};
 use super::spooled::SpoolHandle;
 
 /// Sink start-up errors.
@@ -68,7 +71,7 @@ pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
 /// broker supports CreateTopics) and returns its partition count. Retries with backoff until
 /// the broker answers or `shutdown` turns true.
 pub async fn ensure_topic(
-    producer: &FutureProducer,
+    producer: &KafkaProducer,
     cfg: &KafkaConfig,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<i32, SinkError> {
@@ -138,31 +141,38 @@ async fn create_topic(cfg: &KafkaConfig) {
     }
 }
 
-/// One Kafka message: events of one partition, encoded.
-/// One Kafka message of log events.
+/// One Kafka message of log events: OTLP `LogsData` of one partition.
 pub(crate) struct Batch {
     pub(crate) partition: i32,
     pub(crate) key: Option<String>,
-    pub(crate) payload: Vec<u8>,
+    /// Shared with librdkafka while in flight (no copy).
+    pub(crate) payload: Payload,
     pub(crate) events: u64,
 }
 
-/// The headers of a log message: content type and schema version.
-pub(crate) fn log_headers() -> OwnedHeaders {
-    let version = SCHEMA_VERSION.to_string();
-    OwnedHeaders::new()
-        .insert(Header {
-            key: CONTENT_TYPE_HEADER,
-            value: Some(CONTENT_TYPE_OTLP_LOGS),
+impl Batch {
+    /// Enqueues this batch on the current producer (see [`ProducerHandle::send`]).
+    pub(crate) fn send(
+        &self,
+        producer: &ProducerHandle,
+        topic: &str,
+    ) -> Result<(u64, Delivery), KafkaError> {
+        let version = SCHEMA_VERSION.to_string();
+        producer.send(&OutRecord {
+            topic,
+            partition: Some(self.partition),
+            key: self.key.as_deref().map(str::as_bytes),
+            headers: &[
+                (CONTENT_TYPE_HEADER, CONTENT_TYPE_OTLP_LOGS.as_bytes()),
+                (SCHEMA_HEADER, version.as_bytes()),
+            ],
+            payload: self.payload.clone(),
         })
-        .insert(Header {
-            key: SCHEMA_HEADER,
-            value: Some(version.as_str()),
-        })
+    }
 }
 
 struct Generation {
-    batches: Vec<(Batch, (u64, DeliveryFuture))>,
+    batches: Vec<(Batch, (u64, Delivery))>,
     /// Batches for the spool (the sink is spooling): the ack loop appends them, so the spool
     /// receives generations in order.
     to_spool: Vec<Batch>,
@@ -171,11 +181,19 @@ struct Generation {
     checkpoints: Vec<(Arc<str>, Option<FileCheckpoint>, bool)>,
     /// When the batches were handed to the producer.
     sent_at: Instant,
+    /// This generation's share of `max_in_flight_bytes`, released once it is done.
+    _budget: Option<tokio::sync::OwnedSemaphorePermit>,
 }
+
+/// A chunk's checkpoint waiting for all of the chunk's events to be in sent batches:
+/// (chunk sequence number, source key, checkpoint, source done).
+type PendingCheckpoint = (u64, Arc<str>, Option<FileCheckpoint>, bool);
 
 /// A partition's batch being filled.
 #[derive(Default)]
 struct Open {
+    /// Sequence number of the first chunk with events in this batch.
+    first_chunk: Option<u64>,
     builder: LogsDataBuilder,
     events: u64,
     /// `None`: empty; `Some(None)`: events with different keys; `Some(Some(k))`: all `k`.
@@ -188,10 +206,15 @@ impl Open {
         Batch {
             partition,
             key: o.key.flatten(),
-            payload: o.builder.finish(),
+            payload: Payload::recycled(o.builder.finish()),
             events: o.events,
         }
     }
+}
+
+/// `max_in_flight_bytes` is counted in KiB permits (a semaphore holds at most `u32::MAX`).
+fn budget_units(bytes: usize) -> usize {
+    bytes.div_ceil(1024)
 }
 
 /// The running sink.
@@ -226,17 +249,23 @@ impl KafkaSink {
         checkpoints: BTreeMap<String, FileCheckpoint>,
     ) {
         let (gen_tx, gen_rx) = mpsc::channel::<Generation>(self.batch.max_in_flight);
+        let budget = Arc::new(tokio::sync::Semaphore::new(budget_units(
+            self.batch.max_in_flight_bytes,
+        )));
         let this = Arc::new(self);
         let acker = tokio::spawn(this.clone().ack_loop(gen_rx, checkpoints));
         let mut open: HashMap<i32, Open> = HashMap::new();
         let mut sealed: Vec<Batch> = Vec::new();
-        let mut cps: Vec<(Arc<str>, Option<FileCheckpoint>, bool)> = Vec::new();
-        let mut tick = tokio::time::interval(Duration::from_millis(this.batch.linger_ms));
+        let mut cps: VecDeque<PendingCheckpoint> = VecDeque::new();
+        let mut seq = 0u64;
+        let linger = Duration::from_millis(this.batch.linger_ms);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + linger, linger);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 chunk = rx.recv() => {
                     let Some(chunk) = chunk else { break };
+                    seq += 1;
                     for part in chunk.parts {
                         let o = open.entry(part.partition).or_default();
                         // Seal before the message would pass max_bytes.
@@ -247,7 +276,13 @@ impl KafkaSink {
                         {
                             sealed.push(o.seal(part.partition));
                         }
+                        if o.builder.is_empty() {
+                            o.builder = LogsDataBuilder::with_buffer(super::buffers::take_buffer(
+                                this.batch.max_bytes + 64 * 1024,
+                            ));
+                        }
                         o.builder.add(&chunk.resource, &part.records);
+                        o.first_chunk.get_or_insert(seq);
                         o.events += part.count;
                         o.key = Some(match o.key.take() {
                             None => part.key,
@@ -255,20 +290,22 @@ impl KafkaSink {
                             Some(_) => None,
                         });
                     }
-                    cps.push((chunk.key, chunk.checkpoint, chunk.done));
+                    cps.push_back((seq, chunk.key, chunk.checkpoint, chunk.done));
                     if !sealed.is_empty() {
-                        this.flush(&mut open, &mut sealed, &mut cps, &gen_tx).await;
+                        // Only the full batches go; the others keep filling.
+                        this.flush(&mut open, &mut sealed, &mut cps, &gen_tx, &budget, false).await;
                     }
                 }
                 _ = tick.tick() => {
                     if !cps.is_empty() {
-                        this.flush(&mut open, &mut sealed, &mut cps, &gen_tx).await;
+                        this.flush(&mut open, &mut sealed, &mut cps, &gen_tx, &budget, true).await;
                     }
                 }
             }
         }
         if !cps.is_empty() {
-            this.flush(&mut open, &mut sealed, &mut cps, &gen_tx).await;
+            this.flush(&mut open, &mut sealed, &mut cps, &gen_tx, &budget, true)
+                .await;
         }
         drop(gen_tx);
         let _ = acker.await;
@@ -278,14 +315,34 @@ impl KafkaSink {
         &self,
         open: &mut HashMap<i32, Open>,
         sealed: &mut Vec<Batch>,
-        cps: &mut Vec<(Arc<str>, Option<FileCheckpoint>, bool)>,
+        cps: &mut VecDeque<PendingCheckpoint>,
         gen_tx: &mpsc::Sender<Generation>,
+        budget: &Arc<tokio::sync::Semaphore>,
+        all: bool,
     ) {
-        for (p, o) in open.iter_mut() {
-            if !o.builder.is_empty() {
-                sealed.push(o.seal(*p));
+        if all {
+            for (p, o) in open.iter_mut() {
+                if !o.builder.is_empty() {
+                    sealed.push(o.seal(*p));
+                }
             }
         }
+        // A chunk's checkpoint goes with this generation only when none of its events is
+        // still in an open batch: chunks older than every open batch's first chunk.
+        let frontier = open
+            .values()
+            .filter_map(|o| o.first_chunk)
+            .min()
+            .unwrap_or(u64::MAX);
+        let ready = cps.iter().take_while(|c| c.0 < frontier).count();
+        let checkpoints = cps
+            .drain(..ready)
+            .map(|(_, key, cp, done)| (key, cp, done))
+            .collect();
+        // Waits while `max_in_flight_bytes` of earlier generations are unacknowledged.
+        let bytes: usize = sealed.iter().map(|b| b.payload.len()).sum();
+        let units = budget_units(bytes).clamp(1, budget_units(self.batch.max_in_flight_bytes));
+        let permit = budget.clone().acquire_many_owned(units as u32).await.ok();
         let mut batches = Vec::with_capacity(sealed.len());
         let mut to_spool = Vec::new();
         let mut spool_pending = false;
@@ -307,8 +364,9 @@ impl KafkaSink {
             batches,
             to_spool,
             spool_pending,
-            checkpoints: std::mem::take(cps),
+            checkpoints,
             sent_at: Instant::now(),
+            _budget: permit,
         };
         // Waits when max_in_flight generations are unacknowledged: backpressure.
         let _ = gen_tx.send(generation).await;
@@ -316,23 +374,14 @@ impl KafkaSink {
 
     /// Enqueues one message; waits while librdkafka's queue is full.
     /// Returns the producer generation that took the message, and its delivery future.
-    async fn send(&self, b: &Batch) -> (u64, DeliveryFuture) {
+    async fn send(&self, b: &Batch) -> (u64, Delivery) {
         loop {
-            let headers = log_headers();
-            let mut rec = FutureRecord::<str, [u8]>::to(&self.topic)
-                .partition(b.partition)
-                .payload(&b.payload)
-                .headers(headers);
-            if let Some(k) = &b.key {
-                rec = rec.key(k.as_str());
-            }
-            let (generation, producer) = self.producer.get();
-            match producer.send_result(rec) {
-                Ok(f) => return (generation, f),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+            match b.send(&self.producer, &self.topic) {
+                Ok(sent) => return sent,
+                Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                Err((e, _)) => {
+                Err(e) => {
                     tracing::warn!(error = %e, "cannot enqueue Kafka message; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
@@ -412,7 +461,7 @@ impl KafkaSink {
     async fn await_delivery(
         &self,
         batch: Batch,
-        sent: (u64, DeliveryFuture),
+        sent: (u64, Delivery),
         sent_at: Instant,
     ) -> Option<Batch> {
         let mut backoff = Duration::from_millis(100);
@@ -435,7 +484,7 @@ impl KafkaSink {
                     self.stats.add_batches_sent(1);
                     return None;
                 }
-                Ok(Err((e, _))) => {
+                Ok(Err(e)) => {
                     tracing::warn!(error = %e, partition = batch.partition, "Kafka delivery failed");
                     Some(e)
                 }
@@ -469,5 +518,88 @@ impl KafkaSink {
         }
         self.stats.set_acked(checkpoints);
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::Part;
+    use rdkafka::mocking::MockCluster;
+
+    fn chunk(key: &str, offset: u64, parts: &[(i32, usize)]) -> Chunk {
+        Chunk {
+            key: key.into(),
+            resource: Arc::new(vec![1, 2, 3]),
+            parts: parts
+                .iter()
+                .map(|&(partition, len)| Part {
+                    partition,
+                    records: vec![0x0a; len],
+                    count: 1,
+                    key: None,
+                })
+                .collect(),
+            checkpoint: Some(FileCheckpoint {
+                path: format!("/logs/{key}").into(),
+                fingerprint: "00000000000000aa".into(),
+                offset,
+            }),
+            done: false,
+        }
+    }
+
+    /// A full batch goes out alone while the other partition's batch keeps filling; the
+    /// checkpoint of a chunk with events in that still-open batch must wait for it.
+    #[tokio::test]
+    async fn checkpoint_waits_for_every_batch_holding_its_events() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("logs", 2, 1).unwrap();
+        let kafka = KafkaConfig {
+            brokers: cluster.bootstrap_servers(),
+            topic: "logs".into(),
+            ..KafkaConfig::default()
+        };
+        let data = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(data.path()).unwrap();
+        let sink = KafkaSink {
+            producer: ProducerHandle::new(producer_config(&kafka)).unwrap(),
+            topic: "logs".into(),
+            partitions: 2,
+            batch: BatchConfig {
+                max_bytes: 100_000,
+                linger_ms: 3_600_000, // no timed flush during the test
+                checkpoint_interval_ms: 20,
+                ..BatchConfig::default()
+            },
+            store: store.clone(),
+            stats: Arc::new(Stats::default()),
+            spool: None,
+            spill_after: Duration::from_secs(5),
+            stalled: Default::default(),
+        };
+        let (tx, rx) = mpsc::channel(8);
+        let run = tokio::spawn(sink.run(rx, BTreeMap::new()));
+        // Chunk a: 60 kB in partition 0, a little in partition 1. Chunk b: 60 kB more in
+        // partition 0, which fills it: partition 0's batch (a's part) is sent alone.
+        tx.send(chunk("a", 100, &[(0, 60_000), (1, 100)]))
+            .await
+            .unwrap();
+        tx.send(chunk("b", 200, &[(0, 60_000)])).await.unwrap();
+        let saved_checkpoints = || store.load().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            assert!(
+                saved_checkpoints().is_empty(),
+                "a checkpoint advanced while its events sat in an open batch"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Closing flushes every open batch: now both checkpoints are written.
+        drop(tx);
+        run.await.unwrap();
+        let saved = saved_checkpoints();
+        assert_eq!(saved.get("a").map(|c| c.offset), Some(100));
+        assert_eq!(saved.get("b").map(|c| c.offset), Some(200));
     }
 }

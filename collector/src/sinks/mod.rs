@@ -1,6 +1,7 @@
 //! Outputs. [`kafka`] batches events per partition, produces them, and advances checkpoints
 //! once Kafka has acknowledged them.
 
+pub mod buffers;
 pub mod kafka;
 pub mod producer;
 pub mod records;

@@ -19,11 +19,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::FutureRecord;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
-use super::producer::ProducerHandle;
-use rdkafka::util::Timeout;
+use super::producer::{OutRecord, Payload, ProducerHandle};
 use sightline_model::kafka::{
     CONTENT_TYPE_HEADER, CONTENT_TYPE_OTLP_LOGS, CONTENT_TYPE_OTLP_METRICS, SCHEMA_HEADER,
 };
@@ -86,19 +84,6 @@ pub struct RecordSink {
     pub shutdown_grace: Duration,
 }
 
-fn headers(content_type: &str) -> OwnedHeaders {
-    let version = SCHEMA_VERSION.to_string();
-    OwnedHeaders::new()
-        .insert(Header {
-            key: SCHEMA_HEADER,
-            value: Some(version.as_bytes()),
-        })
-        .insert(Header {
-            key: CONTENT_TYPE_HEADER,
-            value: Some(content_type.as_bytes()),
-        })
-}
-
 /// The key of a metric batch: container ID, else `aws.ecs.task.arn`, else the service.
 pub fn metric_key(b: &MetricBatch) -> String {
     if let Some(c) = &b.resource.container {
@@ -117,31 +102,50 @@ impl RecordSink {
         &self,
         topic: &str,
         key: &str,
-        payload: &[u8],
+        payload: &Payload,
         content_type: &str,
         shutdown: &watch::Receiver<bool>,
     ) -> bool {
         let mut backoff = Backoff::new(Duration::from_secs(5));
         let mut deadline: Option<tokio::time::Instant> = None;
         loop {
-            let rec = FutureRecord::to(topic)
-                .key(key)
-                .payload(payload)
-                .headers(headers(content_type));
-            let (generation, producer) = self.producer.get();
-            match producer
-                .send(rec, Timeout::After(Duration::from_secs(30)))
-                .await
-            {
-                Ok(_) => {
-                    self.stats.add_batches_sent(1);
-                    return true;
+            let version = SCHEMA_VERSION.to_string();
+            let record = OutRecord {
+                topic,
+                partition: None,
+                key: Some(key.as_bytes()),
+                headers: &[
+                    (SCHEMA_HEADER, version.as_bytes()),
+                    (CONTENT_TYPE_HEADER, content_type.as_bytes()),
+                ],
+                payload: payload.clone(),
+            };
+            let sent = loop {
+                match self.producer.send(&record) {
+                    Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
+                        tokio::time::sleep(Duration::from_millis(5)).await
+                    }
+                    other => break other,
                 }
-                Err((e, _)) => {
-                    self.stats.add_send_retries(1);
+            };
+            let outcome = match sent {
+                Ok((generation, delivery)) => match delivery.await {
+                    Ok(Ok(())) => {
+                        self.stats.add_batches_sent(1);
+                        return true;
+                    }
+                    Ok(Err(e)) => Some((generation, e)),
+                    Err(_) => None, // the producer was replaced before reporting
+                },
+                Err(e) => Some((self.producer.get().0, e)),
+            };
+            self.stats.add_send_retries(1);
+            match outcome {
+                Some((generation, e)) => {
                     self.producer.recover(generation, Some(&e));
                     tracing::warn!(%topic, error = %e, "Kafka did not take the record; retrying");
                 }
+                None => tracing::warn!(%topic, "delivery report lost; retrying"),
             }
             if *shutdown.borrow() {
                 let d = *deadline
@@ -162,7 +166,7 @@ impl RecordSink {
     ) {
         while let Some(batches) = rx.recv().await {
             for b in batches {
-                let payload = encode_metrics(std::slice::from_ref(&b));
+                let payload = Payload::from(encode_metrics(std::slice::from_ref(&b)));
                 let n = b.points.len() as u64;
                 if !self
                     .deliver(
@@ -215,7 +219,7 @@ impl RecordSink {
                     .iter()
                     .map(|a| a.event.clone())
                     .collect();
-                let payload = encode_audit(&events);
+                let payload = Payload::from(encode_audit(&events));
                 if !self
                     .deliver(
                         &self.audit_topic,

@@ -21,10 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::FutureRecord;
 use tokio::sync::{watch, Notify};
 
-use super::kafka::{log_headers, Batch};
+use super::kafka::Batch;
 use super::producer::ProducerHandle;
 use crate::sources::docker_engine::Backoff;
 use crate::spool::{Spool, SpoolError};
@@ -76,7 +75,7 @@ pub(crate) fn decode_record(r: &[u8]) -> Option<Batch> {
     Some(Batch {
         partition,
         key,
-        payload: rest.to_vec(),
+        payload: rest.to_vec().into(),
         events,
     })
 }
@@ -255,7 +254,7 @@ impl SpoolHandle {
                 }
                 continue;
             }
-            let (generation, kafka) = producer.get();
+            let generation = producer.get().0;
             let mut futures = Vec::with_capacity(records.len());
             let mut last = None;
             let mut events = 0;
@@ -265,22 +264,16 @@ impl SpoolHandle {
                     last = Some(*id);
                     continue;
                 };
-                let mut fr = FutureRecord::<str, [u8]>::to(&topic)
-                    .partition(b.partition)
-                    .payload(&b.payload)
-                    .headers(log_headers());
-                if let Some(k) = &b.key {
-                    fr = fr.key(k.as_str());
-                }
                 events += b.events;
                 let fut = loop {
-                    match kafka.send_result(fr) {
-                        Ok(f) => break Some(f),
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                            fr = back;
+                    match b.send(&producer, &topic) {
+                        Ok((g, f)) if g == generation => break Some(f),
+                        // Replaced since: this round's outcome is judged on one producer.
+                        Ok(_) => break None,
+                        Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
                             tokio::time::sleep(Duration::from_millis(5)).await;
                         }
-                        Err((e, _)) => {
+                        Err(e) => {
                             tracing::warn!(error = %e, "cannot enqueue a spooled batch");
                             break None;
                         }
@@ -305,7 +298,7 @@ impl SpoolHandle {
                 };
                 match outcome {
                     Ok(Ok(_)) => {}
-                    Ok(Err((e, _))) => {
+                    Ok(Err(e)) => {
                         ok = false;
                         error = Some(e);
                     }
@@ -353,12 +346,12 @@ mod tests {
             let b = Batch {
                 partition: 3,
                 key: key.clone(),
-                payload: vec![1, 2, 3, 0, 255],
+                payload: vec![1, 2, 3, 0, 255].into(),
                 events: 42,
             };
             let back = decode_record(&encode_record(&b)).unwrap();
             assert_eq!(
-                (back.partition, back.key, back.payload, back.events),
+                (back.partition, back.key, back.payload.to_vec(), back.events),
                 (3, key, vec![1, 2, 3, 0, 255], 42)
             );
         }
