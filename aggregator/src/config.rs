@@ -95,6 +95,45 @@ impl Default for KafkaConfig {
     }
 }
 
+/// The audit trail (`[audit]`): events from the collectors' audit topic (Docker events, ECS
+/// credential requests) and Sightline's own actions, kept in `<data_dir>/audit` as a
+/// SHA-256 chain (see [`crate::audit`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Consume the audit topic and keep the trail (default true).
+    pub enabled: bool,
+    /// Topic to consume (default [`sightline_model::kafka::AUDIT_TOPIC`]); consumed in the
+    /// group `<kafka.group_id>.audit`.
+    pub topic: String,
+    /// Longest time, in ms, between an audit event's arrival and its append (one fsync per
+    /// append; default 1000, range 10 ..= 600 000).
+    pub commit_interval_ms: u64,
+    /// A segment file is closed once it reaches this size, bytes (default 64 MiB, at least
+    /// 4096).
+    pub max_segment_bytes: u64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            enabled: true,
+            topic: sightline_model::kafka::AUDIT_TOPIC.to_string(),
+            commit_interval_ms: 1000,
+            max_segment_bytes: crate::audit::AuditConfig::default().max_segment_bytes,
+        }
+    }
+}
+
+impl AuditSettings {
+    /// The store's settings.
+    pub fn store(&self) -> crate::audit::AuditConfig {
+        crate::audit::AuditConfig {
+            max_segment_bytes: self.max_segment_bytes,
+        }
+    }
+}
+
 /// The aggregator's configuration (TOML; see the module docs for an example).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -113,6 +152,8 @@ pub struct AggregatorConfig {
     /// Largest number of events one correlation lookup returns (default 10 000,
     /// range 1 ..= 1 000 000).
     pub max_correlation_events: usize,
+    /// The audit trail.
+    pub audit: AuditSettings,
 }
 
 impl Default for AggregatorConfig {
@@ -124,6 +165,7 @@ impl Default for AggregatorConfig {
             writer_memory_bytes: 128 * 1024 * 1024,
             listen: "127.0.0.1:7280".to_string(),
             max_correlation_events: 10_000,
+            audit: AuditSettings::default(),
         }
     }
 }
@@ -144,6 +186,11 @@ impl AggregatorConfig {
             source,
         })?;
         Self::from_toml(&text, path)
+    }
+
+    /// `<data_dir>/audit`.
+    pub fn audit_dir(&self) -> PathBuf {
+        self.data_dir.join("audit")
     }
 
     /// `<data_dir>/index`.
@@ -228,6 +275,23 @@ impl AggregatorConfig {
                 "max_correlation_events = {} is outside 1..={MAX_CORRELATION_EVENTS_LIMIT}",
                 self.max_correlation_events
             ));
+        }
+        if self.audit.enabled {
+            if self.audit.topic.is_empty() {
+                return invalid("audit.topic is empty".into());
+            }
+            if !(MIN_COMMIT_INTERVAL_MS..=MAX_COMMIT_INTERVAL_MS)
+                .contains(&self.audit.commit_interval_ms)
+            {
+                return invalid(format!(
+                    "audit.commit_interval_ms = {} is outside {MIN_COMMIT_INTERVAL_MS}..={MAX_COMMIT_INTERVAL_MS}",
+                    self.audit.commit_interval_ms
+                ));
+            }
+            self.audit
+                .store()
+                .validate()
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
         Ok(())
     }

@@ -235,26 +235,68 @@ impl KafkaSource {
     }
 }
 
+/// A stage fed by a [`KafkaSource`]: it handles records, and commits what it handled
+/// together with the next offsets (its own checkpoint), so a restart resumes exactly.
+/// Implemented by the [`Indexer`] (logs topic) and the audit stage (audit topic).
+pub trait Stage {
+    /// Handles one record. Errors stop the consume loop.
+    fn handle(&mut self, rec: &KafkaRecord<'_>) -> Result<(), ConsumeError>;
+    /// Whether handled records wait for a commit.
+    fn has_uncommitted(&self) -> bool;
+    /// Time left until a commit is due.
+    fn until_commit_due(&self) -> Duration;
+    /// Whether a commit is due now.
+    fn commit_due(&self) -> bool;
+    /// Commits; `Ok(true)` when something was committed.
+    fn commit(&mut self) -> Result<bool, ConsumeError>;
+    /// Next offset per partition, as of the last commit.
+    fn next_offsets(&self) -> &BTreeMap<TopicPartition, i64>;
+}
+
+impl Stage for Indexer {
+    fn handle(&mut self, rec: &KafkaRecord<'_>) -> Result<(), ConsumeError> {
+        Ok(Indexer::handle(self, rec)?)
+    }
+    fn has_uncommitted(&self) -> bool {
+        Indexer::has_uncommitted(self)
+    }
+    fn until_commit_due(&self) -> Duration {
+        Indexer::until_commit_due(self)
+    }
+    fn commit_due(&self) -> bool {
+        Indexer::commit_due(self)
+    }
+    fn commit(&mut self) -> Result<bool, ConsumeError> {
+        Ok(Indexer::commit(self)?)
+    }
+    fn next_offsets(&self) -> &BTreeMap<TopicPartition, i64> {
+        Indexer::next_offsets(self)
+    }
+}
+
 /// Why the consume loop stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumeError {
     /// The index stage failed.
     #[error(transparent)]
     Index(#[from] IndexerError),
+    /// The audit stage failed (the store refused a write).
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     /// librdkafka reported a fatal consumer error; the consumer cannot continue.
     #[error("fatal Kafka consumer error: {0}")]
     KafkaFatal(KafkaError),
 }
 
-/// Polls `source` and indexes every message until `shutdown` is cancelled, committing the
-/// index whenever [`Indexer::commit_due`]; then does a final commit. Blocking: run it on a
-/// blocking thread.
+/// Polls `source` and hands every message to the stage (the [`Indexer`] for logs) until
+/// `shutdown` is cancelled, committing whenever [`Stage::commit_due`]; then does a final
+/// commit. Blocking: run it on a blocking thread.
 ///
-/// Errors: index failures and fatal consumer errors. Other Kafka errors are counted in
+/// Errors: stage failures and fatal consumer errors. Other Kafka errors are counted in
 /// `kafka_errors` and logged (a repeated one at most every [`ERROR_LOG_PERIOD`]).
-pub fn consume(
+pub fn consume<S: Stage>(
     source: &KafkaSource,
-    indexer: &mut Indexer,
+    indexer: &mut S,
     shutdown: &CancellationToken,
     metrics: &IndexerMetrics,
 ) -> Result<(), ConsumeError> {
@@ -295,7 +337,7 @@ pub fn consume(
         }
     }
     if indexer.commit()? {
-        tracing::info!("final index commit done");
+        tracing::info!(topic = %source.topic, "final commit done");
     }
     source.publish_offsets(indexer.next_offsets());
     Ok(())

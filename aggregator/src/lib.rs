@@ -70,6 +70,9 @@ pub enum AggregatorError {
     /// The index directory could not be opened or created.
     #[error(transparent)]
     IndexOpen(#[from] IndexOpenError),
+    /// The audit store could not be opened (locked, corrupt, unreadable).
+    #[error(transparent)]
+    Audit(#[from] audit::AuditError),
     /// The index stage failed (tantivy or checkpoint).
     #[error(transparent)]
     Indexer(#[from] IndexerError),
@@ -101,6 +104,14 @@ pub struct Aggregator {
     indexer: Indexer,
     source: KafkaSource,
     metrics: Arc<IndexerMetrics>,
+    audit: Option<AuditPart>,
+}
+
+/// The audit trail's store and the consumer of the audit topic.
+struct AuditPart {
+    store: audit::AuditStore,
+    source: KafkaSource,
+    stage: audit::AuditStage,
 }
 
 impl Aggregator {
@@ -131,6 +142,26 @@ impl Aggregator {
         };
         let engine = Arc::new(QueryEngine::new(&index, reader.clone(), limits)?);
         let source = KafkaSource::new(&config.kafka, indexer.next_offsets())?;
+        let audit = if config.audit.enabled {
+            let store = audit::AuditStore::open(config.audit_dir(), config.audit.store())?;
+            let kafka = KafkaConfig {
+                topic: config.audit.topic.clone(),
+                group_id: format!("{}.audit", config.kafka.group_id),
+                ..config.kafka.clone()
+            };
+            let source = KafkaSource::new(&kafka, &store.positions())?;
+            let stage = audit::AuditStage::new(
+                store.clone(),
+                Duration::from_millis(config.audit.commit_interval_ms),
+            );
+            Some(AuditPart {
+                store,
+                source,
+                stage,
+            })
+        } else {
+            None
+        };
         tracing::info!(
             index = %config.index_dir().display(),
             docs = reader.searcher().num_docs(),
@@ -145,6 +176,7 @@ impl Aggregator {
             indexer,
             source,
             metrics,
+            audit,
         })
     }
 
@@ -169,6 +201,21 @@ impl Aggregator {
         self.engine.clone()
     }
 
+    /// The audit trail's store (`None` when `audit.enabled = false`).
+    pub fn audit_store(&self) -> Option<audit::AuditStore> {
+        self.audit.as_ref().map(|a| a.store.clone())
+    }
+
+    /// The HTTP API: the query API plus the audit endpoints (`/api/v1/audit`,
+    /// `/api/v1/audit/verify`) when the trail is on.
+    pub fn app(&self) -> axum::Router {
+        let mut extra = axum::Router::new();
+        if let Some(store) = self.audit_store() {
+            extra = extra.merge(audit::api::router(store));
+        }
+        sightline_query::app_with(self.app_state(), extra)
+    }
+
     /// State for [`sightline_query::app`] / [`sightline_query::serve`].
     pub fn app_state(&self) -> AppState {
         AppState::from_arc(self.engine.clone())
@@ -190,17 +237,43 @@ impl Aggregator {
             mut indexer,
             source,
             metrics,
+            audit,
             ..
         } = self;
-        tokio::task::spawn_blocking(move || {
-            let result = consumer::consume(&source, &mut indexer, &shutdown, &metrics);
+        // Any stage failing stops the others.
+        let stop = shutdown.child_token();
+        let audit_task = audit.map(|a| {
+            let (stop, metrics) = (stop.clone(), metrics.clone());
+            tokio::task::spawn_blocking(move || {
+                let AuditPart {
+                    source, mut stage, ..
+                } = a;
+                let result = consumer::consume(&source, &mut stage, &stop, &metrics);
+                if result.is_err() {
+                    stop.cancel();
+                }
+                drop(source);
+                result
+            })
+        });
+        let index_stop = stop.clone();
+        let indexed = tokio::task::spawn_blocking(move || {
+            let result = consumer::consume(&source, &mut indexer, &index_stop, &metrics);
+            if result.is_err() {
+                index_stop.cancel();
+            }
             drop(source); // leaves the group (polls until closed)
             drop(indexer); // releases the writer lock
             result
         })
         .await
-        .map_err(|e| AggregatorError::Task(e.to_string()))?
-        .map_err(AggregatorError::from)
+        .map_err(|e| AggregatorError::Task(e.to_string()))?;
+        if let Some(t) = audit_task {
+            t.await
+                .map_err(|e| AggregatorError::Task(e.to_string()))?
+                .map_err(AggregatorError::from)?;
+        }
+        indexed.map_err(AggregatorError::from)
     }
 
     /// [`Self::run`] plus the query API served on `listener`, both until `shutdown` is
@@ -212,9 +285,9 @@ impl Aggregator {
     ) -> Result<(), AggregatorError> {
         let stop = shutdown.child_token();
         let api_stop = stop.clone();
-        let mut server = tokio::spawn(sightline_query::serve(
+        let mut server = tokio::spawn(sightline_query::serve_app(
             listener,
-            self.app_state(),
+            self.app(),
             async move { api_stop.cancelled().await },
         ));
         let mut indexer = tokio::spawn(self.run(stop.clone()));

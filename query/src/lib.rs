@@ -15,7 +15,7 @@ pub mod api;
 pub mod reader;
 pub mod schema;
 
-pub use api::{app, serve, ApiError, AppState, Health};
+pub use api::{app, app_with, serve, serve_app, ApiError, AppState, Health};
 pub use reader::{
     CorrelationResult, EventView, QueryEngine, QueryError, QueryLimits, SearchRequest, SearchResult,
 };

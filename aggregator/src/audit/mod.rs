@@ -12,6 +12,8 @@
 //! - [`mod@verify`]: [`verify()`] walks the whole store and reports the first problem.
 //! - [`query`]: [`AuditQuery`] (time range, service, actor, action, limit; newest first).
 //! - [`api`]: the axum [`api::router`] (`GET /api/v1/audit`, `GET /api/v1/audit/verify`).
+//! - [`stage`]: [`AuditStage`], the audit topic's consume stage (events + positions
+//!   appended together).
 //! - [`action_log`]: [`StoreActionLog`], the [`crate::alert::ActionLog`] that appends
 //!   Sightline's own actions through a bounded queue.
 //!
@@ -60,6 +62,7 @@ pub mod api;
 pub mod head;
 pub mod query;
 pub mod record;
+pub mod stage;
 pub mod store;
 pub mod verify;
 
@@ -69,6 +72,7 @@ pub use crate::checkpoint::TopicPartition;
 pub use action_log::StoreActionLog;
 pub use query::{AuditPage, AuditQuery};
 pub use record::ChainHash;
+pub use stage::AuditStage;
 pub use store::{AppendOutcome, AuditConfig, AuditStore};
 pub use verify::{verify, Problem, ProblemKind, VerifyReport};
 

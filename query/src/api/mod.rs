@@ -93,10 +93,18 @@ pub struct Health {
 
 /// Builds the router with all routes and layers.
 pub fn app(state: AppState) -> Router {
+    app_with(state, Router::new())
+}
+
+/// [`app`] plus `extra` routes (e.g. the aggregator's audit and alert endpoints), under the
+/// same layers: body limit, timeout, JSON error shape, tracing.
+pub fn app_with(state: AppState, extra: Router) -> Router {
     Router::new()
         .route("/api/v1/correlations/{id}", get(correlation))
         .route("/api/v1/search", get(search))
         .route("/healthz", get(healthz))
+        .with_state(state)
+        .merge(extra)
         .fallback(not_found)
         .layer(RequestBodyLimitLayer::new(MAX_REQUEST_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
@@ -105,7 +113,6 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(axum::middleware::map_response(json_errors))
         .layer(TraceLayer::new_for_http())
-        .with_state(state)
 }
 
 /// Gives the bare error responses of tower layers and the router (timeout, body limit, wrong
@@ -129,7 +136,16 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
+    serve_app(listener, app(state), shutdown).await
+}
+
+/// Serves a router built by [`app_with`] until `shutdown` completes.
+pub async fn serve_app(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }
