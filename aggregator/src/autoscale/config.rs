@@ -291,6 +291,9 @@ impl AutoscaleConfig {
                 return err("webhook: timeout and max_attempts must be positive".into());
             }
         }
+        if self.docker.is_some() {
+            return err("the docker provider is not implemented yet ([autoscale.docker])".into());
+        }
         let mut names = BTreeSet::new();
         let mut providers = std::collections::BTreeMap::new();
         for p in &self.policies {

@@ -58,7 +58,7 @@ fn target_tracking_is_the_hpa_formula_with_tolerance() {
     assert_eq!(policy::target_tracking(3, 78.0, &t), Some(4)); // ceil(3.34)
     assert_eq!(policy::target_tracking(4, 35.0, &t), Some(2)); // exact, no float creep
     assert_eq!(policy::target_tracking(0, 200.0, &t), Some(1));
-    assert_eq!(policy::target_tracking(0, 10.0, &t), Some(0));
+    assert_eq!(policy::target_tracking(0, 10.0, &t), None); // nothing to remove
     assert_eq!(policy::target_tracking(2, f64::NAN, &t), None);
     assert_eq!(policy::target_tracking(5, 0.0, &t), Some(0));
 }
@@ -431,6 +431,7 @@ async fn any_policy_scales_out_all_must_agree_to_scale_in() {
     r.metrics.set("q", Some(50.0)); // q: hold
     let d = r.step(Some(10.0)).await; // p wants in
     assert_eq!(d.skip_reason, Some(SkipReason::ScaleInNotAgreed));
+    r.clock.advance(1); // past the (zero) stabilization window of the last evaluation
     r.metrics.set("q", Some(20.0)); // q: ceil(8 * 0.4) = 4
     let d = r.step(Some(35.0)).await; // p: 4 * ... ceil(8 * 0.5) = 4
     assert_eq!(d.desired, Some(4));
