@@ -100,8 +100,10 @@ fn controller(cfg: AutoscaleConfig, metric: f64) -> (Controller, Arc<MemoryActio
         request_timeout: Duration::from_secs(5),
     };
     let provider = WebhookProvider::with_retry(cfg.webhook.as_ref().unwrap(), retry).unwrap();
-    let providers: BTreeMap<ProviderKind, Arc<dyn ScalingProvider>> =
-        BTreeMap::from([(ProviderKind::Webhook, Arc::new(provider) as Arc<dyn ScalingProvider>)]);
+    let providers: BTreeMap<ProviderKind, Arc<dyn ScalingProvider>> = BTreeMap::from([(
+        ProviderKind::Webhook,
+        Arc::new(provider) as Arc<dyn ScalingProvider>,
+    )]);
     let log = Arc::new(MemoryActionLog::default());
     let c = Controller::new(
         cfg,
@@ -140,7 +142,10 @@ async fn webhook_receives_the_exact_body_and_retries_5xx_and_429() {
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].action, "scaling.update_desired_count");
     assert_eq!(log[0].outcome.as_deref(), Some("updated"));
-    assert!(!format!("{:?}", log[0]).contains(&base), "URL must not be logged");
+    assert!(
+        !format!("{:?}", log[0]).contains(&base),
+        "URL must not be logged"
+    );
 }
 
 #[tokio::test]
@@ -156,8 +161,18 @@ async fn webhook_does_not_retry_other_4xx_and_gives_up_on_5xx() {
     // A failed call starts no cooldown: the next evaluation tries again, 3 attempts.
     let d = c.evaluate().await.remove(0);
     assert_eq!(d.outcome, Outcome::Failed);
-    assert!(d.reason.contains("gave up after 3 attempts"), "{}", d.reason);
+    assert!(
+        d.reason.contains("gave up after 3 attempts"),
+        "{}",
+        d.reason
+    );
     assert_eq!(hook.bodies.lock().unwrap().len(), 4);
-    let outcomes: Vec<_> = log.0.lock().unwrap().iter().map(|e| e.outcome.clone()).collect();
+    let outcomes: Vec<_> = log
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e.outcome.clone())
+        .collect();
     assert_eq!(outcomes, vec![Some("failed".into()), Some("failed".into())]);
 }

@@ -58,7 +58,10 @@ fn start_moto() -> Option<(Moto, String)> {
     // Readiness: the port accepts connections (moto imports for a few seconds).
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto_server did not start listening");
+        assert!(
+            Instant::now() < deadline,
+            "moto_server did not start listening"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     Some((moto, format!("http://127.0.0.1:{port}")))
@@ -85,7 +88,12 @@ async fn ecs_service_scales_out_with_cooldown_and_max() {
     };
     let provider = EcsProvider::from_config(&ecs).await;
     let client = provider.client().clone();
-    client.create_cluster().cluster_name("prod").send().await.unwrap();
+    client
+        .create_cluster()
+        .cluster_name("prod")
+        .send()
+        .await
+        .unwrap();
     client
         .register_task_definition()
         .family("checkout")
@@ -136,8 +144,10 @@ async fn ecs_service_scales_out_with_cooldown_and_max() {
     let clock = Arc::new(ManualClock::new(1_700_000_000_000));
     let metric = Arc::new(Metric(Mutex::new(160.0)));
     let log = Arc::new(MemoryActionLog::default());
-    let providers: BTreeMap<ProviderKind, Arc<dyn ScalingProvider>> =
-        BTreeMap::from([(ProviderKind::Ecs, Arc::new(provider) as Arc<dyn ScalingProvider>)]);
+    let providers: BTreeMap<ProviderKind, Arc<dyn ScalingProvider>> = BTreeMap::from([(
+        ProviderKind::Ecs,
+        Arc::new(provider) as Arc<dyn ScalingProvider>,
+    )]);
     let c = Controller::new(cfg, providers, metric.clone(), log.clone(), clock.clone()).unwrap();
 
     let described = || async {
@@ -172,7 +182,13 @@ async fn ecs_service_scales_out_with_cooldown_and_max() {
     assert_eq!((d.outcome, d.desired), (Outcome::Updated, Some(6)), "{d:?}");
     assert_eq!(described().await.0, 6);
 
-    let actions: Vec<_> = log.0.lock().unwrap().iter().map(|e| e.action.clone()).collect();
+    let actions: Vec<_> = log
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e.action.clone())
+        .collect();
     assert_eq!(
         actions,
         vec![

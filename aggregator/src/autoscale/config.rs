@@ -370,9 +370,9 @@ impl PolicyConfig {
                 }
                 Ok(())
             }
-            (None, Some(s)) => s.validate().map_err(|m| {
-                AutoscaleConfigError(format!("policy {name:?}: step_scaling: {m}"))
-            }),
+            (None, Some(s)) => s
+                .validate()
+                .map_err(|m| AutoscaleConfigError(format!("policy {name:?}: step_scaling: {m}"))),
             _ => err("give exactly one of target_tracking and step_scaling"),
         }
     }

@@ -293,15 +293,25 @@ impl Controller {
             let mut st = self.lock();
             let ss = st.services.entry(service.to_string()).or_default();
             if ss.busy {
-                let d = skip(first, SkipReason::InProgress, "another action is in flight".into());
+                let d = skip(
+                    first,
+                    SkipReason::InProgress,
+                    "another action is in flight".into(),
+                );
                 return Some(self.finish(d, false));
             }
             ss.busy = true;
         }
-        let d = self.evaluate_locked(service, &policies, provider.as_ref(), now).await;
+        let d = self
+            .evaluate_locked(service, &policies, provider.as_ref(), now)
+            .await;
         let d = d.map(|d| self.finish(d, true));
         d.or_else(|| {
-            self.lock().services.entry(service.to_string()).or_default().busy = false;
+            self.lock()
+                .services
+                .entry(service.to_string())
+                .or_default()
+                .busy = false;
             None
         })
     }
@@ -332,23 +342,21 @@ impl Controller {
         // Baseline: the provider's counts (or, if it cannot tell, the rollup).
         let cap = match provider.current(service).await {
             Ok(c) => c,
-            Err(ProviderError::CountUnknown) => {
-                match self.metrics.running_count(service, now) {
-                    Some(r) if r.is_finite() && r >= 0.0 => {
-                        let running = r.round().min(f64::from(u32::MAX)) as u32;
-                        let last = self.lock().services.get(service).and_then(|s| s.last_set);
-                        Capacity {
-                            desired_count: last.unwrap_or(running),
-                            running_count: running,
-                        }
-                    }
-                    _ => {
-                        d.skip_reason = Some(SkipReason::NoData);
-                        d.reason = "running count unknown (no running_task_count data)".into();
-                        return Some(d);
+            Err(ProviderError::CountUnknown) => match self.metrics.running_count(service, now) {
+                Some(r) if r.is_finite() && r >= 0.0 => {
+                    let running = r.round().min(f64::from(u32::MAX)) as u32;
+                    let last = self.lock().services.get(service).and_then(|s| s.last_set);
+                    Capacity {
+                        desired_count: last.unwrap_or(running),
+                        running_count: running,
                     }
                 }
-            }
+                _ => {
+                    d.skip_reason = Some(SkipReason::NoData);
+                    d.reason = "running count unknown (no running_task_count data)".into();
+                    return Some(d);
+                }
+            },
             Err(e) => {
                 d.skip_reason = Some(SkipReason::ProviderError);
                 d.reason = format!("reading the current count: {e}");
@@ -420,7 +428,13 @@ impl Controller {
         d.desired = Some(target);
         d.direction = Some(dir);
         let why = self.explain(p, value, cap, target);
-        let check = self.lock().services.entry(service.to_string()).or_default().cooldowns.check(dir, now);
+        let check = self
+            .lock()
+            .services
+            .entry(service.to_string())
+            .or_default()
+            .cooldowns
+            .check(dir, now);
         if let Err(r) = check {
             d.skip_reason = Some(r);
             d.reason = format!("{why}; blocked by {}", r.as_str());
@@ -475,7 +489,10 @@ impl Controller {
             if rec < desired {
                 if t.disable_scale_in {
                     let text = "scale-in disabled (disable_scale_in)".to_string();
-                    return (Some(v), Vote::Abstain(Some((SkipReason::ScaleInNotAgreed, text))));
+                    return (
+                        Some(v),
+                        Vote::Abstain(Some((SkipReason::ScaleInNotAgreed, text))),
+                    );
                 }
                 if stable >= desired {
                     let text = format!(
@@ -561,7 +578,9 @@ impl Controller {
 /// The audit record of a decision: action `scaling.update_desired_count` (outcome
 /// `updated`, `dry_run` or `failed`) or `scaling.skipped` (outcome = the skip reason).
 pub fn audit_event(d: &Decision) -> AuditEvent {
-    let time_ns = u64::try_from(d.time_ms).unwrap_or(0).saturating_mul(1_000_000);
+    let time_ns = u64::try_from(d.time_ms)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000);
     let (action, outcome) = match (d.outcome, d.skip_reason) {
         (Outcome::Skipped, r) => (
             "scaling.skipped",
@@ -574,9 +593,18 @@ pub fn audit_event(d: &Decision) -> AuditEvent {
     let opt = |v: Option<u32>| v.map_or_else(String::new, |v| v.to_string());
     let mut attributes = BTreeMap::from([
         ("scaling.policy".to_string(), d.policy.clone()),
-        ("scaling.provider".to_string(), d.provider.as_str().to_string()),
-        ("scaling.current_desired".to_string(), opt(d.current_desired)),
-        ("scaling.current_running".to_string(), opt(d.current_running)),
+        (
+            "scaling.provider".to_string(),
+            d.provider.as_str().to_string(),
+        ),
+        (
+            "scaling.current_desired".to_string(),
+            opt(d.current_desired),
+        ),
+        (
+            "scaling.current_running".to_string(),
+            opt(d.current_running),
+        ),
         ("scaling.desired".to_string(), opt(d.desired)),
         ("scaling.dry_run".to_string(), d.dry_run.to_string()),
         ("scaling.reason".to_string(), d.reason.clone()),

@@ -76,7 +76,9 @@ impl EcsProvider {
             .services(service)
             .send()
             .await
-            .map_err(|e| ProviderError::Api(format!("DescribeServices: {}", DisplayErrorContext(e))))?;
+            .map_err(|e| {
+                ProviderError::Api(format!("DescribeServices: {}", DisplayErrorContext(e)))
+            })?;
         // DRAINING (being deleted) and INACTIVE services are not scaled.
         let svc = out
             .services()
@@ -102,7 +104,9 @@ impl EcsProvider {
             .desired_count(n)
             .send()
             .await
-            .map_err(|e| ProviderError::Api(format!("UpdateService: {}", DisplayErrorContext(e))))?;
+            .map_err(|e| {
+                ProviderError::Api(format!("UpdateService: {}", DisplayErrorContext(e)))
+            })?;
         Ok(())
     }
 }

@@ -50,7 +50,9 @@ pub use config::{
     AutoscaleConfig, AutoscaleConfigError, DockerConfig, EcsConfig, PolicyConfig, ProviderKind,
     StepAdjustment, StepScaling, TargetTracking, WebhookConfig,
 };
-pub use controller::{audit_event, Controller, ControllerError, Decision, Outcome, SCALE_POLICY_LABEL};
+pub use controller::{
+    audit_event, Controller, ControllerError, Decision, Outcome, SCALE_POLICY_LABEL,
+};
 pub use ecs::EcsProvider;
 pub use policy::{Cooldowns, Direction, SkipReason, Stabilizer};
 pub use provider::{
@@ -68,7 +70,10 @@ pub async fn providers_from_config(
 ) -> Result<BTreeMap<ProviderKind, Arc<dyn ScalingProvider>>, ProviderError> {
     let mut out: BTreeMap<ProviderKind, Arc<dyn ScalingProvider>> = BTreeMap::new();
     if let Some(e) = &cfg.ecs {
-        out.insert(ProviderKind::Ecs, Arc::new(EcsProvider::from_config(e).await));
+        out.insert(
+            ProviderKind::Ecs,
+            Arc::new(EcsProvider::from_config(e).await),
+        );
     }
     if let Some(w) = &cfg.webhook {
         out.insert(ProviderKind::Webhook, Arc::new(WebhookProvider::new(w)?));

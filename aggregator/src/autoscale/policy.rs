@@ -93,7 +93,10 @@ fn to_count(x: f64) -> u32 {
 
 /// `desired` limited to `[min_capacity, max_capacity]`.
 pub fn clamp(desired: u32, policy: &PolicyConfig) -> u32 {
-    desired.clamp(policy.min_capacity, policy.max_capacity.max(policy.min_capacity))
+    desired.clamp(
+        policy.min_capacity,
+        policy.max_capacity.max(policy.min_capacity),
+    )
 }
 
 /// Recent recommendations of one policy, for the HPA's scale-in stabilization: a scale-in

@@ -154,7 +154,8 @@ impl<S: SeriesSource> MetricSource for RulesMetricSource<S> {
     fn running_count(&self, service: &str, now_ms: i64) -> Option<f64> {
         // Summed over the service's series (one per cluster or host).
         let escaped = service.replace('\\', "\\\\").replace('"', "\\\"");
-        let expr = rules::parse(&format!("sum(running_task_count{{service=\"{escaped}\"}})")).ok()?;
+        let expr =
+            rules::parse(&format!("sum(running_task_count{{service=\"{escaped}\"}})")).ok()?;
         self.query(&expr, service, now_ms)
     }
 }

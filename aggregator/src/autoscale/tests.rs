@@ -176,12 +176,18 @@ fn config_parses_and_validates() {
     };
     bad(&|c| c.policies[0].min_capacity = 30, "min_capacity");
     bad(&|c| c.policies[1].name = "checkout-cpu".into(), "duplicate");
-    bad(&|c| c.policies[0].step_scaling = c.policies[1].step_scaling.clone(), "exactly one");
+    bad(
+        &|c| c.policies[0].step_scaling = c.policies[1].step_scaling.clone(),
+        "exactly one",
+    );
     bad(
         &|c| c.policies[0].target_tracking.as_mut().unwrap().metric = "avg(".into(),
         "target_tracking.metric: 1:",
     );
-    bad(&|c| c.policies[0].target_tracking.as_mut().unwrap().target_value = 0.0, "positive");
+    bad(
+        &|c| c.policies[0].target_tracking.as_mut().unwrap().target_value = 0.0,
+        "positive",
+    );
     bad(&|c| c.ecs = None, "needs an [autoscale.ecs] table");
     bad(
         &|c| c.policies[1].step_scaling.as_mut().unwrap().adjustments[1].upper_bound = Some(0.2),
@@ -191,8 +197,14 @@ fn config_parses_and_validates() {
         &|c| c.policies[1].step_scaling.as_mut().unwrap().adjustments[0].exact_capacity = Some(1),
         "exactly one of change_in_capacity",
     );
-    bad(&|c| c.policies[1].service = "checkout".into(), "same provider");
-    bad(&|c| c.webhook.as_mut().unwrap().url = crate::notify::Secret::new("ftp://x"), "http(s)");
+    bad(
+        &|c| c.policies[1].service = "checkout".into(),
+        "same provider",
+    );
+    bad(
+        &|c| c.webhook.as_mut().unwrap().url = crate::notify::Secret::new("ftp://x"),
+        "http(s)",
+    );
 
     let unknown = toml::from_str::<AutoscaleConfig>("[[policies]]\nname = \"x\"\nbogus = 1\n");
     assert!(unknown.unwrap_err().to_string().contains("bogus"));
@@ -287,8 +299,10 @@ fn rig(policies: Vec<PolicyConfig>, desired: u32) -> Rig {
     let provider = FakeProvider::new(desired);
     let metrics = Arc::new(FakeMetrics::default());
     let log = Arc::new(MemoryActionLog::default());
-    let providers: BTreeMap<ProviderKind, Arc<dyn ScalingProvider>> =
-        BTreeMap::from([(ProviderKind::Webhook, provider.clone() as Arc<dyn ScalingProvider>)]);
+    let providers: BTreeMap<ProviderKind, Arc<dyn ScalingProvider>> = BTreeMap::from([(
+        ProviderKind::Webhook,
+        provider.clone() as Arc<dyn ScalingProvider>,
+    )]);
     let c = Controller::new(cfg, providers, metrics.clone(), log.clone(), clock.clone()).unwrap();
     Rig {
         c,
@@ -398,7 +412,10 @@ async fn missing_data_dry_run_and_disable_scale_in() {
     r.clock.advance(MIN);
     r.step(None).await; // same skip: recorded once
     let d = r.step(Some(140.0)).await;
-    assert_eq!((d.outcome, d.desired, d.dry_run), (Outcome::DryRun, Some(4), true));
+    assert_eq!(
+        (d.outcome, d.desired, d.dry_run),
+        (Outcome::DryRun, Some(4), true)
+    );
     assert!(r.provider.calls().is_empty());
     assert_eq!(
         r.actions(),
@@ -479,7 +496,9 @@ async fn step_policy_fires_on_alerts() {
     });
     let r = rig(vec![p], 2);
     assert!(r.c.evaluate().await.is_empty()); // not firing: no opinion
-    let d = r.c.handle_alerts(&[alert("errors", 0.2, AlertStatus::Firing)]).await;
+    let d =
+        r.c.handle_alerts(&[alert("errors", 0.2, AlertStatus::Firing)])
+            .await;
     assert_eq!(d[0].desired, Some(5));
     assert_eq!(d[0].metric_value, Some(0.2));
     r.clock.advance(MIN);
@@ -488,10 +507,15 @@ async fn step_policy_fires_on_alerts() {
     r.clock.advance(5 * MIN);
     let d = r.c.evaluate().await; // still firing after the cooldown: another step
     assert_eq!(d[0].desired, Some(8));
-    r.c.handle_alerts(&[alert("errors", 0.2, AlertStatus::Resolved)]).await;
+    r.c.handle_alerts(&[alert("errors", 0.2, AlertStatus::Resolved)])
+        .await;
     r.clock.advance(10 * MIN);
     assert!(r.c.evaluate().await.is_empty());
-    assert!(r.c.handle_alerts(&[alert("nope", 1.0, AlertStatus::Firing)]).await.is_empty());
+    assert!(r
+        .c
+        .handle_alerts(&[alert("nope", 1.0, AlertStatus::Firing)])
+        .await
+        .is_empty());
     assert_eq!(r.provider.calls(), vec![5, 8]);
 }
 

@@ -105,7 +105,10 @@ impl WebhookProvider {
             return Err(ProviderError::NotFound(service.to_string()));
         }
         if !code.is_success() {
-            return Err(ProviderError::Api(format!("status request: HTTP {}", code.as_u16())));
+            return Err(ProviderError::Api(format!(
+                "status request: HTTP {}",
+                code.as_u16()
+            )));
         }
         let b: StatusBody = resp
             .json()
