@@ -592,3 +592,77 @@ proptest! {
 }
 
 use crate::rules::Clock as _;
+
+/// Fixed series: (labels incl. `__name__`, one sample at `ts`).
+struct Series1(Vec<(Labels, i64, f64)>);
+
+impl crate::series::SeriesSource for Series1 {
+    fn select(
+        &self,
+        metric: &str,
+        matchers: &[crate::series::Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<crate::series::Series> {
+        self.0
+            .iter()
+            .filter(|(l, ts, _)| {
+                l.get("__name__").is_some_and(|n| n == metric)
+                    && matchers.iter().all(|m| m.matches(l))
+                    && *ts > start_ms
+                    && *ts <= end_ms
+            })
+            .map(|(l, ts, v)| crate::series::Series {
+                labels: l.clone(),
+                samples: vec![crate::series::Sample {
+                    ts_ms: *ts,
+                    value: *v,
+                }],
+            })
+            .collect()
+    }
+    fn quantile(
+        &self,
+        _m: &str,
+        _x: &[crate::series::Matcher],
+        _q: f64,
+        _s: i64,
+        _e: i64,
+    ) -> Vec<(Labels, f64)> {
+        Vec::new()
+    }
+}
+
+#[test]
+fn rules_metric_source_scopes_names_to_the_service() {
+    let l = |name: &str, svc: &str, host: &str| -> Labels {
+        [("__name__", name), ("service", svc), ("host", host)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let now = 1_000_000;
+    let src = RulesMetricSource::new(Series1(vec![
+        (l("cpu_utilization", "checkout", "a"), now - 5_000, 60.0),
+        (l("cpu_utilization", "checkout", "b"), now - 5_000, 100.0),
+        (l("cpu_utilization", "cart", "a"), now - 5_000, 10.0),
+        (l("running_task_count", "checkout", "a"), now - 5_000, 2.0),
+        (l("running_task_count", "checkout", "b"), now - 5_000, 3.0),
+    ]));
+    let mut p = policy("p", 1, 10);
+    assert_eq!(src.metric(&p, now), Some(80.0)); // avg over the service's series
+    p.target_tracking.as_mut().unwrap().metric =
+        "max(cpu_utilization{service=\"checkout\"})".into();
+    assert_eq!(src.metric(&p, now), Some(100.0));
+    // Several series: the one of the policy's service.
+    p.target_tracking.as_mut().unwrap().metric = "max by (service) (cpu_utilization)".into();
+    assert_eq!(src.metric(&p, now), Some(100.0));
+    // Several series of the service: ambiguous, no data.
+    p.target_tracking.as_mut().unwrap().metric = "cpu_utilization{service=\"checkout\"}".into();
+    assert_eq!(src.metric(&p, now), None);
+    p.service = "nowhere".into();
+    p.target_tracking.as_mut().unwrap().metric = "cpu_utilization".into();
+    assert_eq!(src.metric(&p, now), None);
+    assert_eq!(src.running_count("checkout", now), Some(5.0));
+    assert_eq!(src.running_count("cart", now), None);
+}
