@@ -22,6 +22,10 @@ if [ "${SIGHTLINE_SKIP_INSTALL:-0}" != 1 ]; then
     echo "== installing the tansu broker (about 8 minutes, cached in ~/.cargo/bin afterwards)"
     cargo install tansu --version 0.6.0 --features dynostore --locked
   fi
+  if ! command -v moto_server >/dev/null 2>&1; then
+    echo "== installing moto's server mode (ECS API for the autoscaling test)"
+    python3 -m pip install --quiet 'moto[server]'
+  fi
 fi
 export PATH="$HOME/.cargo/bin:$PATH"
 

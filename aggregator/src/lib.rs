@@ -16,6 +16,8 @@
 //!   `<data_dir>/audit`; verify, query, HTTP routes, the store-backed [`alert::ActionLog`]).
 //! - [`alert`]: [`alert::Alert`]s handed from rules to notifications and autoscaling, and
 //!   the [`alert::ActionLog`] that records Sightline's own actions in the audit trail.
+//! - [`autoscale`]: autoscaling ([`autoscale::Controller`]): target-tracking and step
+//!   policies with cooldowns and stabilization, applied to ECS, a webhook or Docker.
 //! - [`notify`]: on-call notifications ([`notify::Notifier`]): Alertmanager-style routing,
 //!   grouping and timers; webhook (payload v4), PagerDuty and Slack receivers.
 //!
@@ -37,6 +39,7 @@
 
 pub mod alert;
 pub mod audit;
+pub mod autoscale;
 pub mod checkpoint;
 pub mod config;
 pub mod consumer;
