@@ -280,7 +280,13 @@ mod tests {
         let a = p()
             .parse(r#"{"msg":"done","status":503,"duration_ms":250,"nested":{"status":1}}"#)
             .unwrap();
-        assert_eq!(a, Access { status: 503, seconds: 0.25 });
+        assert_eq!(
+            a,
+            Access {
+                status: 503,
+                seconds: 0.25
+            }
+        );
         let a = p()
             .parse(r#"{"status_code":"200","latency":"12.5ms","tags":[1,2]}"#)
             .unwrap();
@@ -290,7 +296,13 @@ mod tests {
         let a = p()
             .parse(r#"{"status_code":500,"status":204,"request_time":0.5}"#)
             .unwrap();
-        assert_eq!(a, Access { status: 204, seconds: 0.5 });
+        assert_eq!(
+            a,
+            Access {
+                status: 204,
+                seconds: 0.5
+            }
+        );
         assert!(p().parse(r#"{"status":200}"#).is_none());
         assert!(p().parse(r#"{"status":"ok","duration":1}"#).is_none());
         assert!(p().parse(r#"{"status":700,"duration":1}"#).is_none());
@@ -304,15 +316,22 @@ mod tests {
         let combined = r#"10.0.0.1 - - [10/Oct/2024:13:55:36 +0000] "GET /a?q=\"x\" HTTP/1.1" 502 612 "-" "curl/8.0" 0.125"#;
         assert_eq!(
             p().parse(combined),
-            Some(Access { status: 502, seconds: 0.125 })
+            Some(Access {
+                status: 502,
+                seconds: 0.125
+            })
         );
         let common = r#"10.0.0.1 - bob [10/Oct/2024:13:55:36 +0000] "GET / HTTP/1.1" 200 - 0.002"#;
         assert_eq!(
             p().parse(common),
-            Some(Access { status: 200, seconds: 0.002 })
+            Some(Access {
+                status: 200,
+                seconds: 0.002
+            })
         );
         // Without the trailing request time it is not counted.
-        let no_time = r#"10.0.0.1 - - [10/Oct/2024:13:55:36 +0000] "GET / HTTP/1.1" 200 612 "-" "curl/8.0""#;
+        let no_time =
+            r#"10.0.0.1 - - [10/Oct/2024:13:55:36 +0000] "GET / HTTP/1.1" 200 612 "-" "curl/8.0""#;
         assert!(p().parse(no_time).is_none());
         let bare = r#"10.0.0.1 - - [10/Oct/2024:13:55:36 +0000] "GET / HTTP/1.1" 200 612"#;
         assert!(p().parse(bare).is_none());

@@ -218,7 +218,11 @@ pub fn compute_window(
     // Tasks with task-level samples in the window, per key.
     let mut task_level: BTreeSet<(SeriesKey, &str)> = BTreeSet::new();
     for samples in history.values() {
-        for s in samples.range(s_ns..e_ns).map(|(_, s)| s).filter(|s| s.is_task) {
+        for s in samples
+            .range(s_ns..e_ns)
+            .map(|(_, s)| s)
+            .filter(|s| s.is_task)
+        {
             task_level.insert((key_of(s), s.task_arn.as_str()));
         }
     }

@@ -134,7 +134,10 @@ impl RollupStore {
                 if s.format != SNAPSHOT_FORMAT || s.version != FORMAT_VERSION {
                     return Err(format_err(
                         &snap_path,
-                        format!("format {:?} version {} is not supported", s.format, s.version),
+                        format!(
+                            "format {:?} version {} is not supported",
+                            s.format, s.version
+                        ),
                     ));
                 }
                 Some(s)
@@ -142,7 +145,10 @@ impl RollupStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(io(&snap_path)(e)),
         };
-        let committed = snapshot.as_ref().map(|s| s.segments.clone()).unwrap_or_default();
+        let committed = snapshot
+            .as_ref()
+            .map(|s| s.segments.clone())
+            .unwrap_or_default();
         // Segments: load committed prefixes, drop the rest.
         for entry in fs::read_dir(dir).map_err(io(dir))? {
             let entry = entry.map_err(io(dir))?;
@@ -258,7 +264,11 @@ impl RollupStore {
         // 1. Closed windows, grouped by segment.
         let mut by_file: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (res, key, end) in &self.pending {
-            let Some(v) = self.closed.get(res).and_then(|c| c.get(key)).and_then(|w| w.get(end))
+            let Some(v) = self
+                .closed
+                .get(res)
+                .and_then(|c| c.get(key))
+                .and_then(|w| w.get(end))
             else {
                 continue; // already past retention
             };
@@ -268,7 +278,10 @@ impl RollupStore {
                 v: v.clone(),
             })
             .map_err(|e| format_err(&dir, e.to_string()))?;
-            by_file.entry(segment_name(*res, *end)).or_default().push(line(&json));
+            by_file
+                .entry(segment_name(*res, *end))
+                .or_default()
+                .push(line(&json));
         }
         for (name, lines) in by_file {
             let path = dir.join(&name);
@@ -380,7 +393,10 @@ mod tests {
     fn segment_names_round_trip() {
         // 2024-05-01T00:00:00Z = 1714521600 s.
         let end = 1_714_521_600_000;
-        assert_eq!(segment_name(Resolution::S10, end), "segment-10s-2024-04-30.jsonl");
+        assert_eq!(
+            segment_name(Resolution::S10, end),
+            "segment-10s-2024-04-30.jsonl"
+        );
         assert_eq!(
             segment_name(Resolution::M1, end + 60_000),
             "segment-1m-2024-05-01.jsonl"

@@ -51,7 +51,11 @@ impl RollupStore {
             }
         }
         for samples in self.history.values() {
-            starts.extend(samples.keys().map(|t| res.start_of((*t / 1_000_000) as i64)));
+            starts.extend(
+                samples
+                    .keys()
+                    .map(|t| res.start_of((*t / 1_000_000) as i64)),
+            );
         }
         for s in starts {
             let end = s + w;
@@ -107,10 +111,8 @@ impl SeriesSource for RollupStore {
                 let samples: Vec<Sample> = windows
                     .iter()
                     .filter_map(|(end, v)| {
-                        v.value(metric, extra.map(|_| xv.as_str())).map(|value| Sample {
-                            ts_ms: *end,
-                            value,
-                        })
+                        v.value(metric, extra.map(|_| xv.as_str()))
+                            .map(|value| Sample { ts_ms: *end, value })
                     })
                     .collect();
                 if !samples.is_empty() {
@@ -174,7 +176,13 @@ impl SeriesSource for RollupStore {
 pub struct SharedRollups(pub Arc<RwLock<RollupStore>>);
 
 impl SeriesSource for SharedRollups {
-    fn select(&self, metric: &str, matchers: &[Matcher], start_ms: i64, end_ms: i64) -> Vec<Series> {
+    fn select(
+        &self,
+        metric: &str,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<Series> {
         match self.0.read() {
             Ok(s) => s.select(metric, matchers, start_ms, end_ms),
             Err(p) => p.into_inner().select(metric, matchers, start_ms, end_ms),
@@ -191,7 +199,9 @@ impl SeriesSource for SharedRollups {
     ) -> Vec<(Labels, f64)> {
         match self.0.read() {
             Ok(s) => s.quantile(metric, matchers, q, start_ms, end_ms),
-            Err(p) => p.into_inner().quantile(metric, matchers, q, start_ms, end_ms),
+            Err(p) => p
+                .into_inner()
+                .quantile(metric, matchers, q, start_ms, end_ms),
         }
     }
 }

@@ -296,7 +296,11 @@ impl RollupStore {
         let samples = self
             .history
             .values()
-            .filter_map(|h| h.range(from_ns..).next().map(|(t, _)| (*t / 1_000_000) as i64))
+            .filter_map(|h| {
+                h.range(from_ns..)
+                    .next()
+                    .map(|(t, _)| (*t / 1_000_000) as i64)
+            })
             .min();
         match (logs, samples) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -316,7 +320,9 @@ impl RollupStore {
             if self.closed_through_ms % M1 == 0 {
                 match self.next_data_at(self.closed_through_ms) {
                     Some(t) => {
-                        let m = Resolution::M1.start_of(t).min(Resolution::M1.start_of(horizon));
+                        let m = Resolution::M1
+                            .start_of(t)
+                            .min(Resolution::M1.start_of(horizon));
                         if m > self.closed_through_ms {
                             self.closed_through_ms = m;
                             continue;

@@ -77,7 +77,9 @@ impl SeriesKey {
 
 /// Index of a log level in [`LogAgg::lines`]: trace, debug, info, warn, error, fatal,
 /// then `unknown` (no level detected).
-pub const LEVELS: [&str; 7] = ["trace", "debug", "info", "warn", "error", "fatal", "unknown"];
+pub const LEVELS: [&str; 7] = [
+    "trace", "debug", "info", "warn", "error", "fatal", "unknown",
+];
 
 /// Log-derived aggregates of one window.
 #[derive(Clone, Serialize, Deserialize)]
