@@ -82,7 +82,7 @@ pub const LEVELS: [&str; 7] = [
 ];
 
 /// Log-derived aggregates of one window.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 pub struct LogAgg {
     /// Lines per level, indexed as [`LEVELS`].
     pub lines: [u64; 7],
@@ -109,19 +109,6 @@ impl std::fmt::Debug for LogAgg {
             .field("latency_sum_ns", &self.latency_sum_ns)
             .field("patterns", &self.patterns)
             .finish()
-    }
-}
-
-impl Default for LogAgg {
-    fn default() -> Self {
-        LogAgg {
-            lines: [0; 7],
-            requests: 0,
-            status_5xx: 0,
-            latency: None,
-            latency_sum_ns: 0,
-            patterns: BTreeMap::new(),
-        }
     }
 }
 
