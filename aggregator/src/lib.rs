@@ -11,6 +11,8 @@
 //! - [`metrics`]: [`IndexerMetrics`] counters.
 //! - [`rules`]: alert rules: rule files, the PromQL subset, the alert state machine and the
 //!   [`rules::RuleManager`] that evaluates them.
+//! - [`rollup`]: per-service rollups (10 s / 1 min windows of container stats and log
+//!   counts, persisted under `<data_dir>/rollups`), the [`series::SeriesSource`] rules read.
 //! - [`series`]: the series model shared by rollups and alert rules ([`series::SeriesSource`]).
 //! - [`audit`]: the tamper-evident audit trail (SHA-256 chained, append-only store under
 //!   `<data_dir>/audit`; verify, query, HTTP routes, the store-backed [`alert::ActionLog`]).
@@ -46,6 +48,7 @@ pub mod consumer;
 pub mod indexer;
 pub mod metrics;
 pub mod notify;
+pub mod rollup;
 pub mod rules;
 pub mod series;
 
