@@ -225,7 +225,9 @@ pub async fn run(
         None
     };
 
-    let (tx, rx) = mpsc::channel(8);
+    // Chunks waiting for the sink (each up to one read of `docker.read_buffer_bytes`, encoded):
+    // a short queue keeps the tailers' memory small; the sink is rarely the bottleneck.
+    let (tx, rx) = mpsc::channel(4);
     let sink = KafkaSink {
         producer: handle,
         topic: cfg.kafka.topic.clone(),
