@@ -346,6 +346,24 @@ group_id = "g"
     }
 
     #[test]
+    fn readme_example_is_valid() {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("### Aggregator configuration")
+            .nth(1)
+            .expect("README has the aggregator section");
+        let toml = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|s| s.split("```").next())
+            .expect("a toml block");
+        let c = parse(toml).unwrap();
+        c.validate().unwrap();
+        assert!(c.audit.enabled);
+        assert_eq!(c.audit.topic, "sightline.audit");
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         let e = parse("data_dir = \"/x\"\ncommit_interval = 5\n").unwrap_err();
         assert!(
