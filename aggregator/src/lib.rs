@@ -246,40 +246,40 @@ impl Aggregator {
             audit,
             ..
         } = self;
-        // Any stage failing stops the others.
+        // Any stage stopping — an error or a panic — stops the others (the drop guards
+        // cancel `stop` however the closure ends).
         let stop = shutdown.child_token();
         let audit_task = audit.map(|a| {
             let (stop, metrics) = (stop.clone(), metrics.clone());
             tokio::task::spawn_blocking(move || {
+                let _stop_others = stop.clone().drop_guard();
                 let AuditPart {
                     source, mut stage, ..
                 } = a;
                 let result = consumer::consume(&source, &mut stage, &stop, &metrics);
-                if result.is_err() {
-                    stop.cancel();
-                }
                 drop(source);
                 result
             })
         });
         let index_stop = stop.clone();
-        let indexed = tokio::task::spawn_blocking(move || {
+        let index_task = tokio::task::spawn_blocking(move || {
+            let _stop_others = index_stop.clone().drop_guard();
             let result = consumer::consume(&source, &mut indexer, &index_stop, &metrics);
-            if result.is_err() {
-                index_stop.cancel();
-            }
             drop(source); // leaves the group (polls until closed)
             drop(indexer); // releases the writer lock
             result
-        })
-        .await
-        .map_err(|e| AggregatorError::Task(e.to_string()))?;
-        if let Some(t) = audit_task {
-            t.await
-                .map_err(|e| AggregatorError::Task(e.to_string()))?
-                .map_err(AggregatorError::from)?;
-        }
-        indexed.map_err(AggregatorError::from)
+        });
+        let audit_task = async move {
+            match audit_task {
+                Some(t) => t.await.map(|r| r.map_err(AggregatorError::from)),
+                None => Ok(Ok(())),
+            }
+        };
+        let (indexed, audited) = tokio::join!(index_task, audit_task);
+        let task = |e: tokio::task::JoinError| AggregatorError::Task(e.to_string());
+        // The first failure wins; the index's is reported first.
+        indexed.map_err(task)?.map_err(AggregatorError::from)?;
+        audited.map_err(task)?
     }
 
     /// [`Self::run`] plus the query API served on `listener`, both until `shutdown` is

@@ -565,10 +565,12 @@ impl CollectorConfig {
                 "must be between 65536 and 1073741824",
             ));
         }
-        if !(d.max_line_bytes + 64 * 1024..=4 * 1024 * 1024).contains(&self.batch.max_bytes) {
+        if !(d.max_line_bytes + 64 * 1024..=4 * 1024 * 1024 - 64 * 1024)
+            .contains(&self.batch.max_bytes)
+        {
             return Err(invalid(
                 "batch.max_bytes",
-                "must be at least docker.max_line_bytes + 65536 and at most 4194304 (keep it under the broker's message.max.bytes)",
+                "must be at least docker.max_line_bytes + 65536 and at most 4128768 (64 KiB under the producer's message.max.bytes of 4 MiB, for headers and framing)",
             ));
         }
         for (i, p) in self.correlation.patterns.iter().enumerate() {

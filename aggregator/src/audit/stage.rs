@@ -13,8 +13,15 @@ use crate::indexer::KafkaRecord;
 
 use super::AuditStore;
 
-/// Buffers decoded audit events and appends them every `commit_interval` (one fsync and one
-/// head write per commit, not per event).
+/// Most events held before an append is due regardless of `commit_interval`.
+pub const MAX_PENDING_EVENTS: usize = 50_000;
+
+/// Appends that fail with an I/O error are retried this many times (1 s, 2 s, 4 s, …) before
+/// the consume loop stops (nothing is lost: the positions did not move).
+const IO_RETRIES: u32 = 5;
+
+/// Buffers decoded audit events and appends them every `commit_interval` or every
+/// [`MAX_PENDING_EVENTS`] (one fsync and one head write per commit, not per event).
 pub struct AuditStage {
     store: AuditStore,
     pending: Vec<AuditEvent>,
@@ -52,7 +59,8 @@ fn undecodable(rec: &KafkaRecord<'_>, error: &str) -> AuditEvent {
     let time_ns = rec
         .timestamp_ms
         .and_then(|ms| u64::try_from(ms).ok())
-        .map_or(now, |ms| ms * 1_000_000);
+        .and_then(|ms| ms.checked_mul(1_000_000))
+        .unwrap_or(now);
     AuditEvent {
         event_id: AuditEvent::content_id(&["sightline.undecodable", &at]),
         time_ns,
@@ -98,7 +106,8 @@ impl Stage for AuditStage {
     }
 
     fn commit_due(&self) -> bool {
-        self.has_uncommitted() && self.last_commit.elapsed() >= self.commit_interval
+        self.pending.len() >= MAX_PENDING_EVENTS
+            || (self.has_uncommitted() && self.last_commit.elapsed() >= self.commit_interval)
     }
 
     fn commit(&mut self) -> Result<bool, ConsumeError> {
@@ -106,7 +115,19 @@ impl Stage for AuditStage {
         if !self.has_uncommitted() {
             return Ok(false);
         }
-        let outcome = self.store.append_batch(&self.pending, &self.handled)?;
+        let mut attempt = 0;
+        let outcome = loop {
+            match self.store.append_batch(&self.pending, &self.handled) {
+                Err(e @ crate::audit::AuditError::Io { .. }) if attempt < IO_RETRIES => {
+                    // Rolled back by the store: the same append can be tried again.
+                    let wait = Duration::from_secs(1 << attempt);
+                    tracing::error!(error = %e, ?wait, "audit append failed; retrying");
+                    std::thread::sleep(wait);
+                    attempt += 1;
+                }
+                other => break other?,
+            }
+        };
         tracing::debug!(
             appended = outcome.appended,
             duplicates = outcome.duplicates,

@@ -157,17 +157,30 @@ impl Batch {
         producer: &ProducerHandle,
         topic: &str,
     ) -> Result<(u64, Delivery), KafkaError> {
+        let (generation, p) = producer.get();
+        self.send_on(&p, topic).map(|d| (generation, d))
+    }
+
+    /// Enqueues this batch on `producer`.
+    pub(crate) fn send_on(
+        &self,
+        producer: &KafkaProducer,
+        topic: &str,
+    ) -> Result<Delivery, KafkaError> {
         let version = SCHEMA_VERSION.to_string();
-        producer.send(&OutRecord {
-            topic,
-            partition: Some(self.partition),
-            key: self.key.as_deref().map(str::as_bytes),
-            headers: &[
-                (CONTENT_TYPE_HEADER, CONTENT_TYPE_OTLP_LOGS.as_bytes()),
-                (SCHEMA_HEADER, version.as_bytes()),
-            ],
-            payload: self.payload.clone(),
-        })
+        super::producer::produce(
+            producer,
+            &OutRecord {
+                topic,
+                partition: Some(self.partition),
+                key: self.key.as_deref().map(str::as_bytes),
+                headers: &[
+                    (CONTENT_TYPE_HEADER, CONTENT_TYPE_OTLP_LOGS.as_bytes()),
+                    (SCHEMA_HEADER, version.as_bytes()),
+                ],
+                payload: self.payload.clone(),
+            },
+        )
     }
 }
 
@@ -269,9 +282,9 @@ impl KafkaSink {
                     for part in chunk.parts {
                         let o = open.entry(part.partition).or_default();
                         // Seal before the message would pass max_bytes.
-                        // (the resource is added once per chunk, with ~16 bytes of framing)
+                        // (each part adds the resource, the scope and framing: ~64 bytes more)
                         if !o.builder.is_empty()
-                            && o.builder.len() + part.records.len() + chunk.resource.len() + 16
+                            && o.builder.len() + part.records.len() + chunk.resource.len() + 64
                                 > this.batch.max_bytes
                         {
                             sealed.push(o.seal(part.partition));

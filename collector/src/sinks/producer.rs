@@ -170,7 +170,9 @@ fn fatal(p: &KafkaProducer) -> Option<(RDKafkaErrorCode, String)> {
 /// `rd_kafka_produceva` without `RD_KAFKA_MSG_F_COPY`: librdkafka keeps a pointer to the
 /// payload until the message's delivery report, and the opaque owns a reference to it
 /// until then.
-fn produce(producer: &KafkaProducer, r: &OutRecord<'_>) -> Result<Delivery, KafkaError> {
+///
+/// Errors: as [`ProducerHandle::send`].
+pub fn produce(producer: &KafkaProducer, r: &OutRecord<'_>) -> Result<Delivery, KafkaError> {
     use rdsys::rd_kafka_vtype_t as T;
     let topic = CString::new(r.topic)
         .map_err(|_| KafkaError::MessageProduction(RDKafkaErrorCode::InvalidTopic))?;

@@ -123,6 +123,14 @@ impl RecordSink {
             let sent = loop {
                 match self.producer.send(&record) {
                     Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
+                        if *shutdown.borrow() {
+                            let d = *deadline.get_or_insert_with(|| {
+                                tokio::time::Instant::now() + self.shutdown_grace
+                            });
+                            if tokio::time::Instant::now() >= d {
+                                return false;
+                            }
+                        }
                         tokio::time::sleep(Duration::from_millis(5)).await
                     }
                     other => break other,

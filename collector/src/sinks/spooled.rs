@@ -254,7 +254,8 @@ impl SpoolHandle {
                 }
                 continue;
             }
-            let generation = producer.get().0;
+            // One producer for the whole round: its outcome is judged on that producer.
+            let (generation, kafka) = producer.get();
             let mut futures = Vec::with_capacity(records.len());
             let mut last = None;
             let mut events = 0;
@@ -266,10 +267,8 @@ impl SpoolHandle {
                 };
                 events += b.events;
                 let fut = loop {
-                    match b.send(&producer, &topic) {
-                        Ok((g, f)) if g == generation => break Some(f),
-                        // Replaced since: this round's outcome is judged on one producer.
-                        Ok(_) => break None,
+                    match b.send_on(&kafka, &topic) {
+                        Ok(f) => break Some(f),
                         Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
                             tokio::time::sleep(Duration::from_millis(5)).await;
                         }
