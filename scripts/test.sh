@@ -27,7 +27,10 @@ if [ "${SIGHTLINE_SKIP_INSTALL:-0}" != 1 ]; then
     python3 -m pip install --quiet 'moto[server]'
   fi
 fi
-export PATH="$HOME/.cargo/bin:$PATH"
+# pip's console scripts (moto_server) live in the interpreter's scripts directory, which a
+# pyenv or user install may not have on PATH.
+PY_SCRIPTS="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null || true)"
+export PATH="$HOME/.cargo/bin:${PY_SCRIPTS:+$PY_SCRIPTS:}$PATH"
 
 echo "== build"
 cargo build --workspace --bins
