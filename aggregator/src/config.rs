@@ -135,7 +135,7 @@ impl AuditSettings {
 }
 
 /// The aggregator's configuration (TOML; see the module docs for an example).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AggregatorConfig {
     /// Kafka source.
@@ -154,6 +154,8 @@ pub struct AggregatorConfig {
     pub max_correlation_events: usize,
     /// The audit trail.
     pub audit: AuditSettings,
+    /// Per-service rollups (see [`crate::rollup`]).
+    pub rollups: crate::rollup::RollupConfig,
 }
 
 impl Default for AggregatorConfig {
@@ -166,6 +168,7 @@ impl Default for AggregatorConfig {
             listen: "127.0.0.1:7280".to_string(),
             max_correlation_events: 10_000,
             audit: AuditSettings::default(),
+            rollups: crate::rollup::RollupConfig::default(),
         }
     }
 }
@@ -186,6 +189,11 @@ impl AggregatorConfig {
             source,
         })?;
         Self::from_toml(&text, path)
+    }
+
+    /// `<data_dir>/rollups`.
+    pub fn rollups_dir(&self) -> PathBuf {
+        self.data_dir.join("rollups")
     }
 
     /// `<data_dir>/audit`.
@@ -276,6 +284,11 @@ impl AggregatorConfig {
                 self.max_correlation_events
             ));
         }
+        if self.rollups.enabled {
+            self.rollups
+                .validate()
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
         if self.audit.enabled {
             if self.audit.topic.is_empty() {
                 return invalid("audit.topic is empty".into());
@@ -361,6 +374,8 @@ group_id = "g"
         c.validate().unwrap();
         assert!(c.audit.enabled);
         assert_eq!(c.audit.topic, "sightline.audit");
+        assert_eq!(c.rollups.patterns.len(), 1);
+        assert_eq!(c.rollups.flush_interval, 30_000);
     }
 
     #[test]

@@ -283,6 +283,9 @@ pub enum ConsumeError {
     /// The audit stage failed (the store refused a write).
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    /// The rollup store could not be written.
+    #[error(transparent)]
+    Rollup(#[from] crate::rollup::RollupError),
     /// librdkafka reported a fatal consumer error; the consumer cannot continue.
     #[error("fatal Kafka consumer error: {0}")]
     KafkaFatal(KafkaError),

@@ -76,6 +76,9 @@ pub enum AggregatorError {
     /// The index directory could not be opened or created.
     #[error(transparent)]
     IndexOpen(#[from] IndexOpenError),
+    /// The rollup store could not be opened (corrupt or unreadable files).
+    #[error(transparent)]
+    Rollup(#[from] rollup::RollupError),
     /// The audit store could not be opened (locked, corrupt, unreadable).
     #[error(transparent)]
     Audit(#[from] audit::AuditError),
@@ -111,6 +114,13 @@ pub struct Aggregator {
     source: KafkaSource,
     metrics: Arc<IndexerMetrics>,
     audit: Option<AuditPart>,
+    rollups: Option<RollupPart>,
+}
+
+/// The rollup store and the consumers of the logs and metrics topics feeding it.
+struct RollupPart {
+    store: rollup::SharedRollups,
+    stages: Vec<(KafkaSource, rollup::stage::RollupStage)>,
 }
 
 /// The audit trail's store and the consumer of the audit topic.
@@ -168,6 +178,35 @@ impl Aggregator {
         } else {
             None
         };
+        let rollups = if config.rollups.enabled {
+            let store = rollup::RollupStore::open(&config.rollups_dir(), config.rollups.clone())?;
+            let shared = rollup::SharedRollups(Arc::new(std::sync::RwLock::new(store)));
+            let flush = Duration::from_millis(config.rollups.flush_interval.max(1) as u64);
+            let mut stages = Vec::new();
+            for (topic, feed) in [
+                (config.kafka.topic.clone(), rollup::stage::Feed::Logs),
+                (
+                    config.rollups.metrics_topic.clone(),
+                    rollup::stage::Feed::Metrics,
+                ),
+            ] {
+                let kafka = KafkaConfig {
+                    topic: topic.clone(),
+                    group_id: format!("{}.rollups", config.kafka.group_id),
+                    ..config.kafka.clone()
+                };
+                let source =
+                    KafkaSource::new(&kafka, &rollup::stage::positions_of(&shared, &topic))?;
+                let stage = rollup::stage::RollupStage::new(shared.clone(), feed, &topic, flush);
+                stages.push((source, stage));
+            }
+            Some(RollupPart {
+                store: shared,
+                stages,
+            })
+        } else {
+            None
+        };
         tracing::info!(
             index = %config.index_dir().display(),
             docs = reader.searcher().num_docs(),
@@ -183,6 +222,7 @@ impl Aggregator {
             source,
             metrics,
             audit,
+            rollups,
         })
     }
 
@@ -210,6 +250,11 @@ impl Aggregator {
     /// The audit trail's store (`None` when `audit.enabled = false`).
     pub fn audit_store(&self) -> Option<audit::AuditStore> {
         self.audit.as_ref().map(|a| a.store.clone())
+    }
+
+    /// The rollups, readable as series (`None` when `rollups.enabled = false`).
+    pub fn rollups(&self) -> Option<rollup::SharedRollups> {
+        self.rollups.as_ref().map(|r| r.store.clone())
     }
 
     /// The HTTP API: the query API plus the audit endpoints (`/api/v1/audit`,
@@ -244,6 +289,7 @@ impl Aggregator {
             source,
             metrics,
             audit,
+            rollups,
             ..
         } = self;
         // Any stage stopping — an error or a panic — stops the others (the drop guards
@@ -261,6 +307,17 @@ impl Aggregator {
                 result
             })
         });
+        let mut rollup_tasks = Vec::new();
+        for (source, mut stage) in rollups.into_iter().flat_map(|r| r.stages) {
+            let (stop, metrics) = (stop.clone(), metrics.clone());
+            rollup_tasks.push(tokio::task::spawn_blocking(move || {
+                let _stop_others = stop.clone().drop_guard();
+                let result = consumer::consume(&source, &mut stage, &stop, &metrics);
+                drop(source);
+                result
+            }));
+        }
+        let rollup_tasks = futures::future::join_all(rollup_tasks);
         let index_stop = stop.clone();
         let index_task = tokio::task::spawn_blocking(move || {
             let _stop_others = index_stop.clone().drop_guard();
@@ -275,11 +332,15 @@ impl Aggregator {
                 None => Ok(Ok(())),
             }
         };
-        let (indexed, audited) = tokio::join!(index_task, audit_task);
+        let (indexed, audited, rolled) = tokio::join!(index_task, audit_task, rollup_tasks);
         let task = |e: tokio::task::JoinError| AggregatorError::Task(e.to_string());
         // The first failure wins; the index's is reported first.
         indexed.map_err(task)?.map_err(AggregatorError::from)?;
-        audited.map_err(task)?
+        audited.map_err(task)??;
+        for r in rolled {
+            r.map_err(task)?.map_err(AggregatorError::from)?;
+        }
+        Ok(())
     }
 
     /// [`Self::run`] plus the query API served on `listener`, both until `shutdown` is

@@ -112,6 +112,11 @@ impl Default for AccessLogConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RollupConfig {
+    /// Keep rollups (default true): the logs topic (`kafka.topic`) and `metrics_topic` are
+    /// consumed in the group `<kafka.group_id>.rollups`, into `<data_dir>/rollups`.
+    pub enabled: bool,
+    /// The collectors' metrics topic (default `sightline.metrics`).
+    pub metrics_topic: String,
     /// How late an event may arrive (behind the newest event time seen, or the clock
     /// passed to `advance`) and still land in its window. Default `5m`; 0 ..= `1h`.
     #[serde(with = "serde_ms")]
@@ -139,6 +144,8 @@ pub struct RollupConfig {
 impl Default for RollupConfig {
     fn default() -> Self {
         RollupConfig {
+            enabled: true,
+            metrics_topic: sightline_model::kafka::METRICS_TOPIC.to_string(),
             lateness: 5 * 60_000,
             retention_10s: 24 * 3_600_000,
             retention_1m: 15 * 86_400_000,
@@ -155,6 +162,9 @@ impl RollupConfig {
     pub fn validate(&self) -> Result<(), RollupConfigError> {
         const MIN: i64 = 60_000;
         const DAY: i64 = 86_400_000;
+        if self.metrics_topic.is_empty() {
+            return Err(err("rollups.metrics_topic", "must not be empty"));
+        }
         if !(0..=3_600_000).contains(&self.lateness) {
             return Err(err("rollups.lateness", "must be between 0s and 1h"));
         }

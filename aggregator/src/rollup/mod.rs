@@ -11,6 +11,7 @@
 //! - [`store`]: [`RollupStore`]: watermark, lateness, closing windows, Kafka positions.
 //! - [`source`]: the [`crate::series::SeriesSource`] implementation ([`SharedRollups`]).
 //! - [`persist`]: the versioned on-disk format (per-day segments + atomic snapshot).
+//! - [`stage`]: [`stage::RollupStage`], the logs and metrics topics' consume stages.
 //!
 //! Usage (the consumer wiring):
 //!
@@ -31,6 +32,7 @@ pub mod from_logs;
 pub mod from_metrics;
 pub mod persist;
 pub mod source;
+pub mod stage;
 pub mod store;
 pub mod window;
 
