@@ -258,11 +258,14 @@ impl Aggregator {
     }
 
     /// The HTTP API: the query API plus the audit endpoints (`/api/v1/audit`,
-    /// `/api/v1/audit/verify`) when the trail is on.
+    /// `/api/v1/audit/verify`) when the trail is on, and `/api/v1/rollups` when rollups are.
     pub fn app(&self) -> axum::Router {
         let mut extra = axum::Router::new();
         if let Some(store) = self.audit_store() {
             extra = extra.merge(audit::api::router(store));
+        }
+        if let Some(store) = self.rollups() {
+            extra = extra.merge(rollup::api::router(store));
         }
         sightline_query::app_with(self.app_state(), extra)
     }

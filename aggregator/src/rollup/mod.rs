@@ -11,6 +11,7 @@
 //! - [`store`]: [`RollupStore`]: watermark, lateness, closing windows, Kafka positions.
 //! - [`source`]: the [`crate::series::SeriesSource`] implementation ([`SharedRollups`]).
 //! - [`persist`]: the versioned on-disk format (per-day segments + atomic snapshot).
+//! - [`api`]: `GET /api/v1/rollups` ([`api::router`]).
 //! - [`stage`]: [`stage::RollupStage`], the logs and metrics topics' consume stages.
 //!
 //! Usage (the consumer wiring):
@@ -27,6 +28,7 @@
 //! ```
 
 pub mod access_log;
+pub mod api;
 pub mod config;
 pub mod from_logs;
 pub mod from_metrics;
