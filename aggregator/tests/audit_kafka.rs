@@ -22,20 +22,8 @@ use tower::ServiceExt;
 const AUDIT_TOPIC: &str = "sightline.audit";
 
 fn config(brokers: &str, data_dir: &std::path::Path) -> AggregatorConfig {
-    let mut c = AggregatorConfig::default();
-    c.kafka.brokers = brokers.to_string();
-    c.kafka.group_id = "audit-test".into();
-    c.data_dir = data_dir.to_path_buf();
-    c.commit_interval_ms = 100;
+    let mut c = common::mock_config(brokers, data_dir, "audit-test");
     c.audit.commit_interval_ms = 100;
-    c.writer_memory_bytes = 20_000_000;
-    c.listen = "127.0.0.1:0".into();
-    c.kafka
-        .settings
-        .insert("session.timeout.ms".into(), "6000".into());
-    c.kafka
-        .settings
-        .insert("heartbeat.interval.ms".into(), "500".into());
     c
 }
 

@@ -19,22 +19,7 @@ const PARTITIONS: i32 = 3;
 const WAIT: Duration = Duration::from_secs(60);
 
 fn config(brokers: &str, data_dir: &std::path::Path, group: &str) -> AggregatorConfig {
-    let mut c = AggregatorConfig::default();
-    c.kafka.brokers = brokers.to_string();
-    c.kafka.group_id = group.to_string();
-    c.data_dir = data_dir.to_path_buf();
-    c.commit_interval_ms = 100;
-    c.writer_memory_bytes = 20_000_000;
-    c.listen = "127.0.0.1:0".into();
-    // The mock broker keeps a departed member until its session times out before it lets
-    // a new member of the same group join (real brokers honour LeaveGroup): keep it short.
-    c.kafka
-        .settings
-        .insert("session.timeout.ms".into(), "6000".into());
-    c.kafka
-        .settings
-        .insert("heartbeat.interval.ms".into(), "500".into());
-    c
+    common::mock_config(brokers, data_dir, group)
 }
 
 fn producer(brokers: &str) -> FutureProducer {

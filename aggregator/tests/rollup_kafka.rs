@@ -15,20 +15,9 @@ use sightline_model::{encode_logs, EventId, Level, LogEvent};
 use tokio_util::sync::CancellationToken;
 
 fn config(brokers: &str, data_dir: &std::path::Path) -> AggregatorConfig {
-    let mut c = AggregatorConfig::default();
-    c.kafka.brokers = brokers.to_string();
-    c.kafka.group_id = "rollup-test".into();
-    c.data_dir = data_dir.to_path_buf();
-    c.commit_interval_ms = 100;
-    c.writer_memory_bytes = 20_000_000;
+    let mut c = common::mock_config(brokers, data_dir, "rollup-test");
     c.audit.enabled = false;
     c.rollups.flush_interval = 1_000;
-    c.kafka
-        .settings
-        .insert("session.timeout.ms".into(), "6000".into());
-    c.kafka
-        .settings
-        .insert("heartbeat.interval.ms".into(), "500".into());
     c
 }
 

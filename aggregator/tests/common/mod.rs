@@ -5,6 +5,31 @@ use std::time::{Duration, Instant};
 
 use sightline_model::{EventId, Level, LogEvent, SourcePosition};
 
+/// An aggregator config for the mock cluster at `brokers`: data in `data_dir`, consumer
+/// group `group`, 100 ms commits, a small tantivy heap, an ephemeral API port.
+pub fn mock_config(
+    brokers: &str,
+    data_dir: &std::path::Path,
+    group: &str,
+) -> sightline_aggregator::AggregatorConfig {
+    let mut c = sightline_aggregator::AggregatorConfig::default();
+    c.kafka.brokers = brokers.to_string();
+    c.kafka.group_id = group.to_string();
+    c.data_dir = data_dir.to_path_buf();
+    c.commit_interval_ms = 100;
+    c.writer_memory_bytes = 20_000_000;
+    c.listen = "127.0.0.1:0".into();
+    // The mock broker keeps a departed member until its session times out before it lets
+    // a new member of the same group join (real brokers honour LeaveGroup): keep it short.
+    c.kafka
+        .settings
+        .insert("session.timeout.ms".into(), "6000".into());
+    c.kafka
+        .settings
+        .insert("heartbeat.interval.ms".into(), "500".into());
+    c
+}
+
 /// 2026-11-21T05:00:00Z in ns.
 pub const T0: u64 = 1_795_237_200_000_000_000;
 
