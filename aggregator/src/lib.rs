@@ -183,6 +183,7 @@ impl Aggregator {
             let shared = rollup::SharedRollups(Arc::new(std::sync::RwLock::new(store)));
             let flush = Duration::from_millis(config.rollups.flush_interval.max(1) as u64);
             let mut stages = Vec::new();
+            let caught_up = rollup::stage::CaughtUp::default();
             for (topic, feed) in [
                 (config.kafka.topic.clone(), rollup::stage::Feed::Logs),
                 (
@@ -197,7 +198,13 @@ impl Aggregator {
                 };
                 let source =
                     KafkaSource::new(&kafka, &rollup::stage::positions_of(&shared, &topic))?;
-                let stage = rollup::stage::RollupStage::new(shared.clone(), feed, &topic, flush);
+                let stage = rollup::stage::RollupStage::new(
+                    shared.clone(),
+                    &caught_up,
+                    feed,
+                    &topic,
+                    flush,
+                );
                 stages.push((source, stage));
             }
             Some(RollupPart {
