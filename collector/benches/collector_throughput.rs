@@ -12,11 +12,19 @@
 //! Without `--brokers`, librdkafka's in-process mock cluster is used (its CPU is counted too).
 //! `--config <toml>` starts from a configuration file instead of the defaults. The Docker
 //! engine's events and stats are on whenever the engine's socket exists, as in production.
+//!
+//! `--cpu-only DIR` measures the tailer threads' work alone (read, frame, reassemble, extract,
+//! encode per partition; no Kafka): the logs are generated into `DIR` unless it already holds
+//! them, then each container's file is read to its end on one thread at a time, so the
+//! instruction count under `valgrind --tool=callgrind` is reproducible. `--digest` prints a
+//! digest of every encoded record (the observed time masked) to compare behaviour between
+//! builds.
 
 mod common;
 
+use std::hash::{Hash, Hasher};
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -76,7 +84,123 @@ fn generate(root: &Path, containers: usize, total_bytes: u64) -> (u64, u64) {
     (bytes, lines)
 }
 
+/// A record's last field is `observed_time_unix_nano` (field 11, fixed64): masked.
+fn digest_part(h: &mut impl Hasher, records: &[u8]) {
+    let mut i = 0;
+    while i < records.len() {
+        assert_eq!(records[i], 0x12, "log_records field");
+        i += 1;
+        let (mut len, mut shift) = (0usize, 0);
+        loop {
+            let b = records[i];
+            i += 1;
+            len |= ((b & 0x7f) as usize) << shift;
+            shift += 7;
+            if b < 0x80 {
+                break;
+            }
+        }
+        let rec = &records[i..i + len];
+        assert_eq!(rec[len - 9], 0x59, "observed time last");
+        h.write(&rec[..len - 9]);
+        i += len;
+    }
+}
+
+/// Runs each container's tailer to the end of its file, one after the other (`--cpu-only`).
+fn cpu_only(dir: &Path, cfg: &CollectorConfig, digest: bool) {
+    use sightline_collector::parse::{app::Extractor, redact::Redactor};
+    use sightline_collector::sinks::topics::Partitions;
+    use sightline_collector::sources::docker_json::tailer::{Tailer, TailerContext, REMOVED};
+    use sightline_model::Container;
+    use std::sync::atomic::AtomicU8;
+
+    let mut ids: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    ids.sort();
+    let bytes: u64 = ids
+        .iter()
+        .map(|id| {
+            let p = dir.join(id).join(format!("{id}-json.log"));
+            std::fs::metadata(p).unwrap().len()
+        })
+        .sum();
+    let extractor = Extractor::new(&cfg.correlation).unwrap();
+    let redactor = Arc::new(Redactor::new(&cfg.redaction).unwrap());
+    let stats = Arc::new(Stats::default());
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let (mut events, mut chunks) = (0u64, 0u64);
+    let cpu0 = cpu_seconds();
+    for (c, id) in ids.iter().enumerate() {
+        let ctx = TailerContext {
+            container: Arc::new(Container {
+                id: id.clone(),
+                name: format!("svc-{c}"),
+                image: "bench".into(),
+                labels: Default::default(),
+            }),
+            service: format!("svc-{c}"),
+            host: "bench".into(),
+            log_path: dir.join(id).join(format!("{id}-json.log")),
+            extractor: Arc::new(extractor.clone()),
+            cfg: cfg.docker.clone(),
+            stats: stats.clone(),
+            partitions: Partitions::known(6),
+            max_part_bytes: cfg.batch.max_bytes,
+            multiline: None,
+            redactor: redactor.clone(),
+            rate_limit: cfg.rate_limit.clone(),
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let tailer = Tailer::new(ctx, tx, Arc::new(AtomicU8::new(REMOVED)));
+        let t = std::thread::spawn(move || tailer.run(None));
+        while let Some(chunk) = rx.blocking_recv() {
+            chunks += 1;
+            for p in &chunk.parts {
+                events += p.count;
+                if digest {
+                    h.write_i32(p.partition);
+                    h.write_u64(p.count);
+                    p.key.hash(&mut h);
+                    digest_part(&mut h, &p.records);
+                }
+            }
+            if digest {
+                h.write(&chunk.resource);
+                chunk.checkpoint.as_ref().map(|c| c.offset).hash(&mut h);
+            }
+        }
+        t.join().unwrap();
+    }
+    let cpu = cpu_seconds() - cpu0;
+    println!(
+        "cpu-only: {:.1} MB, {events} events, {chunks} chunks, cpu {cpu:.2} s -> {:.1} MB/s per core",
+        bytes as f64 / 1e6,
+        bytes as f64 / 1e6 / cpu
+    );
+    if digest {
+        println!("  digest {:016x}", h.finish());
+    }
+}
+
 fn main() {
+    if let Some(dir) = arg("--cpu-only") {
+        let dir = PathBuf::from(dir);
+        let mb: u64 = arg("--mb").and_then(|v| v.parse().ok()).unwrap_or(64);
+        if !dir.exists() {
+            std::fs::create_dir_all(&dir).unwrap();
+            generate(&dir, 4, mb * 1024 * 1024);
+        }
+        let cfg = match arg("--config") {
+            Some(p) => CollectorConfig::from_file(Path::new(&p)).unwrap(),
+            None => CollectorConfig::default(),
+        };
+        let digest = std::env::args().any(|a| a == "--digest");
+        cpu_only(&dir, &cfg, digest);
+        return;
+    }
     let mb: u64 = arg("--mb").and_then(|v| v.parse().ok()).unwrap_or(256);
     let containers: usize = arg("--containers")
         .and_then(|v| v.parse().ok())

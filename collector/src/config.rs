@@ -271,7 +271,9 @@ impl Default for CorrelationConfig {
 pub struct BatchConfig {
     /// Largest Kafka message, bytes of encoded events (before compression): a partition's
     /// batch is sealed before it would pass this. Default 524288 (512 KiB); at least
-    /// `docker.max_line_bytes` + 64 KiB; keep it under the broker's `message.max.bytes`.
+    /// `docker.max_line_bytes` + 64 KiB; keep it under the broker's `message.max.bytes`
+    /// (a batch Kafka refuses as too large is split, and later ones sealed smaller; see
+    /// [`crate::sinks::oversize`]).
     pub max_bytes: usize,
     /// Flush everything at least this often, ms. Default 100.
     pub linger_ms: u64,

@@ -34,7 +34,7 @@ use tokio::sync::{mpsc, watch};
 
 use checkpoint::{CheckpointError, CheckpointStore, CursorStore};
 use config::{CollectorConfig, ConfigError};
-use sinks::kafka::{ensure_topic, producer_config, KafkaSink, SinkError};
+use sinks::kafka::{producer_config, KafkaSink, SinkError};
 use sinks::records::{RecordSink, DOCKER_EVENTS_CURSOR};
 use sources::docker_engine::EngineContext;
 use sources::docker_json::discovery::DockerJsonSource;
@@ -86,12 +86,16 @@ pub fn host_name(cfg: &CollectorConfig) -> String {
 }
 
 /// Runs the collector until `shutdown` turns true; then stops reading, waits for Kafka to
-/// acknowledge everything read and writes the final checkpoint. `cfg` must have passed
-/// [`CollectorConfig::validate`].
+/// acknowledge everything read (or, with the spool, for it to be on disk) and writes the
+/// final checkpoint. `cfg` must have passed [`CollectorConfig::validate`].
+///
+/// It does not wait for Kafka to start: the sources read at once, the topics are found or
+/// created in the background ([`sinks::topics`]), and what is read meanwhile goes to the
+/// spool (or, without one, waits in the sink, which then stops the reading: backpressure).
 pub async fn run(
     cfg: CollectorConfig,
     stats: Arc<Stats>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), CollectorError> {
     let extractor = Arc::new(parse::app::Extractor::new(&cfg.correlation)?);
     let store = CheckpointStore::open(&cfg.data_dir)?;
@@ -99,10 +103,10 @@ pub async fn run(
     let handle = sinks::producer::ProducerHandle::new(producer_config(&cfg.kafka))
         .map_err(SinkError::Client)?;
     let producer = handle.producer();
-    let partitions = ensure_topic(&producer, &cfg.kafka, &mut shutdown).await?;
-    tracing::info!(topic = %cfg.kafka.topic, partitions, brokers = %cfg.kafka.brokers, "connected to Kafka");
-
     let mut tasks = Vec::new();
+    let (topics, discovery) = sinks::topics::discover(&producer, &cfg.kafka, shutdown.clone());
+    tasks.push(discovery);
+    let partitions = topics.logs.clone();
     if let Some(addr) = cfg.telemetry.listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -116,12 +120,22 @@ pub async fn run(
         }));
     }
 
-    // Metric samples and audit events: their own topics, one sink each.
-    let mut topics = cfg.kafka.clone();
-    for topic in [&cfg.kafka.metrics_topic, &cfg.kafka.audit_topic] {
-        topics.topic = topic.clone();
-        ensure_topic(&producer, &topics, &mut shutdown).await?;
+    // A reachable Kafka answers within milliseconds: wait for the logs topic's partition
+    // count up to `spool.spill_after_ms` (as long as a batch may wait for Kafka before it
+    // goes to disk), so a normal start encodes for the right partitions and sends straight
+    // to Kafka instead of through the spool. Past that, sources start anyway and spool.
+    {
+        let mut stop = shutdown.clone();
+        tokio::select! {
+            _ = partitions.until_known() => {}
+            _ = tokio::time::sleep(std::time::Duration::from_millis(cfg.spool.spill_after_ms)) => {
+                tracing::warn!(brokers = %cfg.kafka.brokers, "Kafka not reachable yet: reading into the spool meanwhile");
+            }
+            _ = stop.wait_for(|s| *s) => {}
+        }
     }
+
+    // Metric samples and audit events: their own topics, one sink each.
     let cursors = CursorStore::open(&cfg.data_dir)?;
     let since = cursors.load()?.get(DOCKER_EVENTS_CURSOR).copied();
     let records = RecordSink {
@@ -132,6 +146,8 @@ pub async fn run(
         cursors,
         audit_files: sinks::records::audit_file_store(&cfg.data_dir)?,
         shutdown_grace: std::time::Duration::from_secs(10),
+        metrics_ready: topics.metrics.clone(),
+        audit_ready: topics.audit.clone(),
     };
     let (audit_tx, audit_rx) = mpsc::channel(1024);
     let (metrics_tx, metrics_rx) = mpsc::channel(16);
@@ -216,6 +232,7 @@ pub async fn run(
         drain_task = Some(tokio::spawn(spool_handle.clone().drain(
             handle.clone(),
             cfg.kafka.topic.clone(),
+            partitions.clone(),
             stats.clone(),
             drain_stop_rx,
         )));
@@ -231,13 +248,15 @@ pub async fn run(
     let sink = KafkaSink {
         producer: handle,
         topic: cfg.kafka.topic.clone(),
-        partitions,
+        partitions: partitions.clone(),
+        shutdown: shutdown.clone(),
         batch: cfg.batch.clone(),
         store,
         stats: stats.clone(),
         spool,
         spill_after: std::time::Duration::from_millis(cfg.spool.spill_after_ms),
         stalled: Default::default(),
+        learned_max_bytes: Default::default(),
     };
     let sink_task = tokio::spawn(sink.run(rx, checkpoints.clone()));
 
@@ -247,7 +266,7 @@ pub async fn run(
         host: host_name(&cfg),
         extractor: extractor.clone(),
         stats: stats.clone(),
-        partitions,
+        partitions: partitions.clone(),
         max_part_bytes: cfg.batch.max_bytes,
     };
     let ecs_checkpoints = checkpoints

@@ -41,6 +41,8 @@ pub struct Stats {
     metric_samples: AtomicU64,
     throttled_reads: AtomicU64,
     throttle_delay_ns: AtomicU64,
+    batches_split: AtomicU64,
+    events_truncated: AtomicU64,
 }
 
 impl Default for Stats {
@@ -65,6 +67,8 @@ impl Default for Stats {
             metric_samples: AtomicU64::new(0),
             throttled_reads: AtomicU64::new(0),
             throttle_delay_ns: AtomicU64::new(0),
+            batches_split: AtomicU64::new(0),
+            events_truncated: AtomicU64::new(0),
         }
     }
 }
@@ -150,6 +154,10 @@ pub struct StatsSnapshot {
     pub throttled_reads: u64,
     /// Total delay imposed by `[rate_limit]`, ns.
     pub throttle_delay_ns: u64,
+    /// Log batches Kafka refused as too large, split (or their one event cut) and sent again.
+    pub batches_split: u64,
+    /// Events whose message was cut because alone they were larger than Kafka accepts.
+    pub events_truncated: u64,
 }
 
 macro_rules! adders {
@@ -187,4 +195,6 @@ adders!(
     add_metric_samples => metric_samples,
     add_throttled_reads => throttled_reads,
     add_throttle_delay_ns => throttle_delay_ns,
+    add_batches_split => batches_split,
+    add_events_truncated => events_truncated,
 );

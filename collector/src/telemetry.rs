@@ -9,6 +9,8 @@
 //! - `redactions_total`, `rate_limited_reads_total`, `rate_limit_delay_seconds_total`;
 //! - `parse_errors_total`, `bytes_read_total` (bytes of log files), `kafka_messages_sent_total`,
 //!   `kafka_send_retries_total`, `checkpoint_errors_total`, `engine_errors_total`;
+//! - `kafka_batches_split_total`, `events_truncated_total`: batches Kafka refused as too
+//!   large, split and sent again, and events cut because alone they were too large;
 //! - `events_spooled_total`, `spool_bytes`, `spooling` (1 while batches go to the disk spool);
 //! - `kafka_delivery_latency_seconds` (histogram: hand-off to the producer → acknowledgement);
 //! - `file_lag_bytes{container_id,path}`: bytes of each tailed file after its acknowledged
@@ -107,6 +109,16 @@ impl Collector for StatsCollector {
                 "sightline_collector_kafka_send_retries",
                 "Kafka messages sent again after a failed delivery.",
                 s.send_retries,
+            ),
+            (
+                "sightline_collector_kafka_batches_split",
+                "Log batches Kafka refused as too large (MessageSizeTooLarge), split and sent again.",
+                s.batches_split,
+            ),
+            (
+                "sightline_collector_events_truncated",
+                "Events alone larger than Kafka accepts, shipped with their message cut (marked sightline.truncated).",
+                s.events_truncated,
             ),
             (
                 "sightline_collector_checkpoint_errors",

@@ -109,7 +109,7 @@ fn start(
         host: HOST.into(),
         extractor: Arc::new(Extractor::new(&correlation).unwrap()),
         stats: Arc::new(Stats::default()),
-        partitions: PARTITIONS,
+        partitions: sightline_collector::sinks::topics::Partitions::known(PARTITIONS),
         max_part_bytes: 1 << 20,
     };
     let (tx, rx) = mpsc::channel(4);

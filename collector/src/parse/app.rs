@@ -12,6 +12,7 @@ use std::fmt;
 
 use regex::Regex;
 
+use super::json_scan;
 use super::text_scan::TextScanner;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
@@ -193,12 +194,23 @@ impl Extractor {
 
     /// Returns false when the line is not a JSON object after all.
     fn extract_json(&self, line: &str, out: &mut Extracted) -> bool {
+        let wanted = |k: &str| META_KEYS.contains(&k) || self.json_keys.iter().any(|j| j == k);
+        if let Some(pairs) = json_scan::scan(line, wanted) {
+            for (k, v) in pairs.iter() {
+                self.json_field(k, v, out);
+            }
+            return true;
+        }
+        self.extract_json_serde(line, out)
+    }
+
+    /// [`Self::extract_json`] by serde: every line the fast scanner is unsure of.
+    fn extract_json_serde(&self, line: &str, out: &mut Extracted) -> bool {
         let mut de = serde_json::Deserializer::from_str(line);
         de.deserialize_map(JsonVisitor { ex: self, out }).is_ok()
     }
 
-    fn json_field(&self, key: &str, value: Scalar, out: &mut Extracted) {
-        let v = value.0.as_str();
+    fn json_field(&self, key: &str, v: &str, out: &mut Extracted) {
         match key {
             "traceparent" => {
                 if let Some((t, s)) = parse_traceparent(v) {
@@ -316,7 +328,7 @@ impl<'de> Visitor<'de> for JsonVisitor<'_> {
                 META_KEYS.contains(&key_buf.as_str()) || self.ex.json_keys.contains(&key_buf);
             if wanted {
                 let v: Scalar = map.next_value()?;
-                self.ex.json_field(&key_buf, v, self.out);
+                self.ex.json_field(&key_buf, &v.0, self.out);
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -386,6 +398,87 @@ mod tests {
         );
         assert_eq!(e.correlation_ids, ["blk_3587508140051953248", "blk_-42"]);
         assert_eq!(e.level, Some(Level::Info));
+    }
+
+    /// A JSON-ish line: valid objects of log-like keys and values, often mangled.
+    fn jsonish() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let key = prop_oneof![
+            Just("level".to_string()),
+            Just("LEVEL".to_string()),
+            Just("correlation_id".to_string()),
+            Just("Request_ID".to_string()),
+            Just("hop".to_string()),
+            Just("traceparent".to_string()),
+            Just("span_id".to_string()),
+            Just("trace_id".to_string()),
+            Just("x-amzn-trace-id".to_string()),
+            Just("le\\u0076el".to_string()),
+            "[a-z_.]{0,6}",
+        ];
+        let value = prop_oneof![
+            "\"[ -~]{0,12}\"",
+            "\"(\\\\[nrt/\"\\\\bfu]|[a-z0-9 -]){0,6}\"",
+            Just("\"\\ud800\"".to_string()),
+            "-?(0|[1-9][0-9]{0,20})(\\.[0-9]{1,3})?([eE][+-]?[0-9]{1,3})?",
+            "0[0-9]",
+            Just("true".to_string()),
+            Just("false".to_string()),
+            Just("null".to_string()),
+            Just("nul".to_string()),
+            Just("{\"a\":[1,{\"b\":null}],\"c\":\"\\u00e9\"}".to_string()),
+            Just("[1,]".to_string()),
+            Just("{}".to_string()),
+            Just("[]".to_string()),
+            Just("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_string()),
+            Just("\"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\"".to_string()),
+            Just("\"Root=1-5759e988-bd862e3fe1be46a994272793\"".to_string()),
+        ];
+        let ws = prop_oneof![Just(""), Just(""), Just(" "), Just("\t"), Just("\n ")];
+        let pair =
+            (key, ws.clone(), value, ws).prop_map(|(k, w, v, w2)| format!("\"{k}\"{w}:{w2}{v}"));
+        (
+            proptest::collection::vec(pair, 0..6),
+            prop_oneof![Just(","), Just(", "), Just(",,")],
+            prop_oneof![Just("}"), Just("} trailing"), Just(",}"), Just("")],
+            any::<u8>(),
+            any::<proptest::sample::Index>(),
+        )
+            .prop_map(|(pairs, sep, end, cut, at)| {
+                let mut s = format!("{{{}{end}", pairs.join(sep));
+                if cut % 5 == 0 && !s.is_empty() {
+                    let mut i = at.index(s.len());
+                    while !s.is_char_boundary(i) {
+                        i -= 1;
+                    }
+                    s.truncate(i);
+                }
+                s
+            })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn json_fast_path_agrees_with_serde(line in jsonish()) {
+            let e = ex();
+            let (mut fast, mut slow) = (Extracted::default(), Extracted::default());
+            let a = e.extract_json(&line, &mut fast);
+            let b = e.extract_json_serde(&line, &mut slow);
+            proptest::prop_assert_eq!((a, &fast), (b, &slow), "{}", line);
+        }
+    }
+
+    #[test]
+    fn json_fast_path_takes_ordinary_lines() {
+        let e = ex();
+        let wanted = |k: &str| META_KEYS.contains(&k) || e.json_keys.iter().any(|j| j == k);
+        let line = r#"{"level":"info","Correlation_ID":"req-1","msg":"a \"b\" c","hop":1,"n":-1.5e3,"o":{"p":[true,null]}}"#;
+        let pairs = json_scan::scan(line, wanted).expect("fast");
+        let got: Vec<_> = pairs.iter().collect();
+        assert_eq!(
+            got,
+            [("level", "info"), ("correlation_id", "req-1"), ("hop", "1")]
+        );
     }
 
     #[test]

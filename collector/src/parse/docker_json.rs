@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::timestamp::parse_rfc3339_ns;
+use super::timestamp::TimeCache;
 
 /// One json-file line as Docker writes it (unknown keys ignored).
 #[derive(Deserialize)]
@@ -63,7 +63,22 @@ struct Pending {
 pub struct Reassembler {
     max_line_bytes: usize,
     pending: Vec<(String, Pending)>,
+    times: TimeCache,
+    /// Buffers of shipped records ([`Reassembler::recycle`]) for the next records' text,
+    /// with their total capacity.
+    spare_text: Vec<Vec<u8>>,
+    spare_bytes: usize,
+    /// Likewise for stream names.
+    spare_stream: Vec<String>,
 }
+
+/// Largest text buffer kept for reuse, bytes.
+const SPARE_TEXT_MAX: usize = 4096;
+/// Most bytes of text buffers kept for reuse per file.
+const SPARE_BUDGET: usize = 256 * 1024;
+/// Most stream-name buffers kept for reuse per file, and the largest kept.
+const SPARE_STREAMS: usize = 1024;
+const SPARE_STREAM_MAX: usize = 64;
 
 fn strip_newline(s: &str) -> Option<&str> {
     s.strip_suffix('\n')
@@ -76,6 +91,48 @@ impl Reassembler {
         Reassembler {
             max_line_bytes,
             pending: Vec::new(),
+            times: TimeCache::default(),
+            spare_text: Vec::new(),
+            spare_bytes: 0,
+            spare_stream: Vec::new(),
+        }
+    }
+
+    /// Hands back a shipped record's text and stream: their buffers serve the next records
+    /// (a bounded number of them), which spares an allocation per line.
+    pub fn recycle(&mut self, text: String, stream: String) {
+        let cap = text.capacity();
+        if cap > 0 && cap <= SPARE_TEXT_MAX && self.spare_bytes + cap <= SPARE_BUDGET {
+            self.spare_bytes += cap;
+            self.spare_text.push(text.into_bytes());
+        }
+        let small = (1..=SPARE_STREAM_MAX).contains(&stream.capacity());
+        if small && self.spare_stream.len() < SPARE_STREAMS {
+            self.spare_stream.push(stream);
+        }
+    }
+
+    /// An empty buffer, recycled when one is spare.
+    fn text_buffer(&mut self) -> Vec<u8> {
+        match self.spare_text.pop() {
+            Some(mut b) => {
+                self.spare_bytes -= b.capacity();
+                b.clear();
+                b
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// `stream` as an owned string, in a recycled buffer when one is spare.
+    fn stream_string(&mut self, stream: &str) -> String {
+        match self.spare_stream.pop() {
+            Some(mut s) => {
+                s.clear();
+                s.push_str(stream);
+                s
+            }
+            None => stream.to_string(),
         }
     }
 
@@ -88,6 +145,19 @@ impl Reassembler {
     /// Feeds one file line (without its `\n`) that starts at `offset`; completed records are
     /// pushed to `out`.
     pub fn push_line(&mut self, offset: u64, line: &[u8], out: &mut Vec<Record>) {
+        // Docker's own form is decoded by hand; anything else by serde (same fields).
+        let buf = self.text_buffer();
+        if let Some((log, f)) = super::frame::decode(line, buf) {
+            self.push_frame(
+                offset,
+                Cow::Owned(log),
+                f.stream,
+                f.time,
+                BTreeMap::new(),
+                out,
+            );
+            return;
+        }
         let frame: Frame<'_> = match serde_json::from_slice(line) {
             Ok(f) => f,
             Err(e) => {
@@ -125,29 +195,48 @@ impl Reassembler {
                     .collect()
             })
             .unwrap_or_default();
-        let (piece, complete) = match strip_newline(&frame.log) {
+        let time = frame.time.as_bytes();
+        self.push_frame(offset, frame.log, &frame.stream, time, attrs, out);
+    }
+
+    /// One decoded line: a complete record, or a piece to join.
+    fn push_frame(
+        &mut self,
+        offset: u64,
+        log: Cow<'_, str>,
+        stream: &str,
+        time: &[u8],
+        attrs: BTreeMap<String, String>,
+        out: &mut Vec<Record>,
+    ) {
+        let (piece, complete) = match strip_newline(&log) {
             Some(p) => (p, true),
-            None => (&*frame.log, false),
+            None => (&*log, false),
         };
-        let stream = frame.stream.as_ref();
         let idx = self.pending.iter().position(|(s, _)| s == stream);
-        let time_ns = || parse_rfc3339_ns(&frame.time);
+        // Only a record's first piece carries its time.
+        let time_ns = if idx.is_none() {
+            self.times.parse(time)
+        } else {
+            None
+        };
         if idx.is_none() && complete && piece.len() <= self.max_line_bytes {
-            // The common case: a whole line in one piece. serde already unescaped `log` into
-            // an owned string (it ends in an escaped `\n`): reuse it.
+            // The common case: a whole line in one piece. `log` was unescaped into an owned
+            // string (it ends in an escaped `\n`): reuse it.
             let len = piece.len();
-            let text = match frame.log {
+            let text = match log {
                 Cow::Owned(mut s) => {
                     s.truncate(len);
                     s
                 }
                 Cow::Borrowed(b) => b[..len].to_string(),
             };
+            let stream = self.stream_string(stream);
             out.push(Record {
                 offset,
                 text,
-                stream: stream.to_string(),
-                time_ns: time_ns(),
+                stream,
+                time_ns,
                 attrs,
                 parse_error: None,
                 split_part: None,
@@ -164,7 +253,7 @@ impl Reassembler {
                 let p = Pending {
                     offset,
                     text: piece.to_string(),
-                    time_ns: time_ns(),
+                    time_ns,
                     attrs,
                     since: Instant::now(),
                     parts: 0,

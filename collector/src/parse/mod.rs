@@ -6,6 +6,8 @@ pub mod app;
 pub mod docker_json;
 pub mod ecs_agent;
 pub mod ecs_audit;
+pub mod frame;
+pub mod json_scan;
 pub mod multiline;
 pub mod redact;
 pub mod text_scan;

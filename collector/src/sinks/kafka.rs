@@ -12,16 +12,19 @@
 //! at most `max_in_flight` generations, and `max_in_flight_bytes` of sealed batches, wait,
 //! after which reading stops (backpressure). Batch payloads are written once, into recycled
 //! buffers, and shared with librdkafka rather than copied ([`super::buffers`]).
+//!
+//! Two exceptions to "sent again as it is": a batch Kafka refuses as too large
+//! (`MessageSizeTooLarge`) is split instead, and later batches are sealed smaller
+//! ([`super::oversize`]); and batches of events read before the topic's partition count was
+//! known ([`UNASSIGNED`], Kafka unreachable since start-up) go to the spool, or without one
+//! wait for the count and are split by partition ([`super::topics`]).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::Producer;
 use sightline_model::encode::LogsDataBuilder;
 use sightline_model::kafka::{CONTENT_TYPE_HEADER, CONTENT_TYPE_OTLP_LOGS, SCHEMA_HEADER};
 use sightline_model::SCHEMA_VERSION;
@@ -32,8 +35,11 @@ use crate::config::{BatchConfig, KafkaConfig};
 use crate::sources::Chunk;
 use crate::stats::Stats;
 
+use super::oversize::{shrink, too_large};
 use super::producer::{Delivery, KafkaProducer, OutRecord, Payload, ProducerHandle};
 use super::spooled::SpoolHandle;
+pub use super::topics::ensure_topic;
+use super::topics::{repartition, Partitions, UNASSIGNED};
 
 /// Sink start-up errors.
 #[derive(Debug, thiserror::Error)]
@@ -65,80 +71,6 @@ pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
     }
     c.set("enable.idempotence", "true").set("acks", "all");
     c
-}
-
-/// Makes sure the topic exists (creating it with `kafka.partitions` partitions when the
-/// broker supports CreateTopics) and returns its partition count. Retries with backoff until
-/// the broker answers or `shutdown` turns true.
-pub async fn ensure_topic(
-    producer: &KafkaProducer,
-    cfg: &KafkaConfig,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Result<i32, SinkError> {
-    let mut backoff = Duration::from_millis(200);
-    let mut tried_create = false;
-    loop {
-        let client = producer.clone();
-        let topic = cfg.topic.clone();
-        let meta = tokio::task::spawn_blocking(move || {
-            client
-                .client()
-                .fetch_metadata(Some(&topic), Duration::from_secs(5))
-                .map(|m| {
-                    m.topics()
-                        .iter()
-                        .find(|t| t.name() == topic && t.error().is_none())
-                        .map_or(0, |t| t.partitions().len() as i32)
-                })
-        })
-        .await
-        .expect("metadata task");
-        match meta {
-            Ok(n) if n > 0 => return Ok(n),
-            Ok(_) if !tried_create => {
-                tried_create = true;
-                create_topic(cfg).await;
-                continue;
-            }
-            Ok(_) => tracing::warn!(topic = %cfg.topic, "topic has no partitions yet"),
-            Err(e) => tracing::warn!(error = %e, brokers = %cfg.brokers, "Kafka not reachable yet"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.changed() => {}
-        }
-        if *shutdown.borrow() {
-            return Err(SinkError::Interrupted(cfg.topic.clone()));
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
-}
-
-async fn create_topic(cfg: &KafkaConfig) {
-    let admin: AdminClient<DefaultClientContext> = match producer_config(cfg).create() {
-        Ok(a) => a,
-        Err(e) => return tracing::warn!(error = %e, "cannot create admin client"),
-    };
-    let topic = NewTopic::new(&cfg.topic, cfg.partitions, TopicReplication::Fixed(1));
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5)));
-    match admin.create_topics([&topic], &opts).await {
-        Ok(results) => {
-            for r in results {
-                match r {
-                    Ok(t) => {
-                        tracing::info!(topic = %t, partitions = cfg.partitions, "created topic")
-                    }
-                    Err((t, RDKafkaErrorCode::TopicAlreadyExists)) => {
-                        tracing::debug!(topic = %t, "topic exists")
-                    }
-                    Err((t, e)) => tracing::warn!(topic = %t, error = %e, "cannot create topic"),
-                }
-            }
-        }
-        Err(e) => {
-            tracing::info!(error = %e, "CreateTopics not available; relying on broker auto-creation")
-        }
-    }
 }
 
 /// One Kafka message of log events: OTLP `LogsData` of one partition.
@@ -236,8 +168,12 @@ pub struct KafkaSink {
     pub producer: Arc<ProducerHandle>,
     /// Topic.
     pub topic: String,
-    /// Partition count of the topic.
-    pub partitions: i32,
+    /// Partition count of the topic, once known (the sources tag events read before it was
+    /// [`UNASSIGNED`]; see [`super::topics`]).
+    pub partitions: Partitions,
+    /// The collector's shutdown signal: without a spool, batches of [`UNASSIGNED`] events
+    /// wait for the partition count until it turns true.
+    pub shutdown: watch::Receiver<bool>,
     /// Batching settings.
     pub batch: BatchConfig,
     /// Checkpoint file.
@@ -251,6 +187,10 @@ pub struct KafkaSink {
     /// Set once a batch could be neither delivered nor spooled (shutdown with a full spool):
     /// no checkpoint advances any more, so those lines are read again on the next start.
     pub stalled: std::sync::atomic::AtomicBool,
+    /// Half the size of the smallest batch Kafka refused as too large (0: none yet): new
+    /// batches are sealed below it, so a broker limit under `batch.max_bytes` is learnt
+    /// once rather than met by every batch ([`super::oversize`]).
+    pub learned_max_bytes: std::sync::atomic::AtomicUsize,
 }
 
 impl KafkaSink {
@@ -285,7 +225,7 @@ impl KafkaSink {
                         // (each part adds the resource, the scope and framing: ~64 bytes more)
                         if !o.builder.is_empty()
                             && o.builder.len() + part.records.len() + chunk.resource.len() + 64
-                                > this.batch.max_bytes
+                                > this.max_bytes()
                         {
                             sealed.push(o.seal(part.partition));
                         }
@@ -359,8 +299,14 @@ impl KafkaSink {
         let mut batches = Vec::with_capacity(sealed.len());
         let mut to_spool = Vec::new();
         let mut spool_pending = false;
+        let unassigned = sealed.iter().any(|b| b.partition == UNASSIGNED);
         if let Some(spool) = &self.spool {
             spool.begin_pending(); // before looking, so spooling cannot end under us
+            if unassigned {
+                // Read before the partition count was known: split by partition only when
+                // the spool is drained, after the count is known.
+                spool.start_spooling_because("the topic's partition count is not known yet");
+            }
             if spool.spooling() {
                 // Kafka is behind: these go to disk after everything before them.
                 to_spool = std::mem::take(sealed);
@@ -369,9 +315,11 @@ impl KafkaSink {
                 spool.end_pending();
             }
         }
+        if unassigned && self.spool.is_none() {
+            self.assign_partitions(sealed).await;
+        }
         for batch in sealed.drain(..) {
-            let fut = self.send(&batch).await;
-            batches.push((batch, fut));
+            batches.extend(self.send(batch).await);
         }
         let generation = Generation {
             batches,
@@ -385,21 +333,93 @@ impl KafkaSink {
         let _ = gen_tx.send(generation).await;
     }
 
-    /// Enqueues one message; waits while librdkafka's queue is full.
-    /// Returns the producer generation that took the message, and its delivery future.
-    async fn send(&self, b: &Batch) -> (u64, Delivery) {
-        loop {
-            match b.send(&self.producer, &self.topic) {
-                Ok(sent) => return sent,
-                Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
+    /// Without a spool: waits for the partition count, then splits the [`UNASSIGNED`]
+    /// batches of `sealed` by partition. When shutdown comes first they are left out
+    /// (dropped from `sealed`) and the sink stalls: no checkpoint advances any more, so
+    /// their lines are read again on the next start.
+    async fn assign_partitions(&self, sealed: &mut Vec<Batch>) {
+        let mut shutdown = self.shutdown.clone();
+        let Some(n) = self.partitions.wait(&mut shutdown).await else {
+            tracing::warn!("shutting down before the topic's partition count was known: the lines not sent are read again on the next start");
+            self.stalled
+                .store(true, std::sync::atomic::Ordering::Release);
+            sealed.retain(|b| b.partition != UNASSIGNED);
+            return;
+        };
+        let mut out = Vec::with_capacity(sealed.len());
+        for b in sealed.drain(..) {
+            if b.partition != UNASSIGNED {
+                out.push(b);
+                continue;
+            }
+            match repartition(&b, n) {
+                Ok(parts) => out.extend(parts),
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot enqueue Kafka message; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    tracing::error!(error = %e, "malformed batch; sent to partition 0 as it is");
+                    out.push(Batch { partition: 0, ..b });
                 }
             }
         }
+        *sealed = out;
+    }
+
+    /// `batch.max_bytes`, or less once Kafka refused a batch as too large.
+    fn max_bytes(&self) -> usize {
+        match self
+            .learned_max_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            0 => self.batch.max_bytes,
+            n => n.min(self.batch.max_bytes),
+        }
+    }
+
+    /// Kafka refused `b` as too large: later batches stay under half its size.
+    fn learn_too_large(&self, b: &Batch) {
+        let half = (b.payload.len() / 2).max(1);
+        if b.events >= 2 && half < self.max_bytes() {
+            self.learned_max_bytes
+                .store(half, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(
+                max_bytes = half,
+                "Kafka refused a batch as too large: batches are now sealed at this size (set batch.max_bytes under the broker's message.max.bytes)"
+            );
+        }
+    }
+
+    /// Enqueues one message; waits while librdkafka's queue is full. A message the producer
+    /// refuses as too large is split ([`shrink`]) and its parts enqueued in its place.
+    /// Returns what was enqueued, in order, each with the producer generation that took it
+    /// and its delivery future.
+    async fn send(&self, batch: Batch) -> Vec<(Batch, (u64, Delivery))> {
+        let mut todo = vec![batch];
+        let mut out = Vec::new();
+        while let Some(b) = todo.pop() {
+            loop {
+                match b.send(&self.producer, &self.topic) {
+                    Ok(sent) => {
+                        out.push((b, sent));
+                        break;
+                    }
+                    Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err(e) if too_large(&e) => {
+                        self.learn_too_large(&b);
+                        if let Some(parts) = shrink(&b, &self.stats) {
+                            todo.extend(parts.into_iter().rev());
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot enqueue Kafka message; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        }
+        out
     }
 
     async fn ack_loop(
@@ -425,11 +445,11 @@ impl KafkaSink {
             let Some(generation) = generation else { break };
             let mut rest = generation.batches.into_iter();
             while let Some((batch, fut)) = rest.next() {
-                if let Some(batch) = self.await_delivery(batch, fut, generation.sent_at).await {
+                let mut spill = self.await_delivery(batch, fut, generation.sent_at).await;
+                if !spill.is_empty() {
                     // Not acknowledged in time: this batch and the rest of the generation go
                     // to the spool; their checkpoints then advance.
                     let spool = self.spool.as_ref().expect("only spilled with a spool");
-                    let mut spill = vec![batch];
                     spill.extend(rest.by_ref().map(|(b, _)| b));
                     spool.begin_pending();
                     spool.start_spooling();
@@ -468,24 +488,31 @@ impl KafkaSink {
         }
     }
 
-    /// Waits for one batch's acknowledgement, sending it again after failures. With a spool,
-    /// gives the batch back (to be spooled) when it is not acknowledged within
-    /// `spill_after` of `sent_at` or its delivery failed; without one, retries forever.
+    /// Waits for one batch's acknowledgement, sending it again after failures; a batch
+    /// Kafka refuses as too large is split ([`shrink`]) and its parts sent and waited for in
+    /// its place. With a spool, gives back what is not acknowledged (to be spooled, in
+    /// order) when it is not acknowledged within `spill_after` of `sent_at` or its delivery
+    /// failed; without one, retries forever. Empty: all acknowledged.
     async fn await_delivery(
         &self,
         batch: Batch,
         sent: (u64, Delivery),
         sent_at: Instant,
-    ) -> Option<Batch> {
+    ) -> Vec<Batch> {
         let mut backoff = Duration::from_millis(100);
-        let (mut generation, mut fut) = sent;
-        loop {
+        let mut queue = VecDeque::from([(batch, sent)]);
+        let spill = |batch: Batch, queue: VecDeque<(Batch, (u64, Delivery))>| {
+            let mut out = vec![batch];
+            out.extend(queue.into_iter().map(|(b, _)| b));
+            out
+        };
+        while let Some((batch, (generation, mut fut))) = queue.pop_front() {
             let outcome = match &self.spool {
                 Some(_) => {
                     let deadline = sent_at + self.spill_after;
                     match tokio::time::timeout_at(deadline.into(), &mut fut).await {
                         Ok(r) => r,
-                        Err(_) => return Some(batch),
+                        Err(_) => return spill(batch, queue),
                     }
                 }
                 None => (&mut fut).await,
@@ -495,7 +522,23 @@ impl KafkaSink {
                     self.stats.observe_delivery(sent_at.elapsed());
                     self.stats.add_events_sent(batch.events);
                     self.stats.add_batches_sent(1);
-                    return None;
+                    backoff = Duration::from_millis(100);
+                    continue;
+                }
+                Ok(Err(e)) if too_large(&e) => {
+                    self.learn_too_large(&batch);
+                    if let Some(parts) = shrink(&batch, &self.stats) {
+                        // Enqueued in order, then waited for first, in order.
+                        let mut sent = Vec::new();
+                        for part in parts {
+                            sent.extend(self.send(part).await);
+                        }
+                        for s in sent.into_iter().rev() {
+                            queue.push_front(s);
+                        }
+                        continue;
+                    }
+                    Some(e) // cannot be made smaller: as any failed delivery
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, partition = batch.partition, "Kafka delivery failed");
@@ -509,12 +552,15 @@ impl KafkaSink {
             self.stats.add_send_retries(1);
             self.producer.recover(generation, error.as_ref());
             if self.spool.is_some() {
-                return Some(batch);
+                return spill(batch, queue);
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(10));
-            (generation, fut) = self.send(&batch).await;
+            for sent in self.send(batch).await.into_iter().rev() {
+                queue.push_front(sent);
+            }
         }
+        Vec::new()
     }
 
     async fn save(&self, checkpoints: &BTreeMap<String, FileCheckpoint>) -> bool {
@@ -578,7 +624,8 @@ mod tests {
         let sink = KafkaSink {
             producer: ProducerHandle::new(producer_config(&kafka)).unwrap(),
             topic: "logs".into(),
-            partitions: 2,
+            partitions: Partitions::known(2),
+            shutdown: watch::channel(false).1,
             batch: BatchConfig {
                 max_bytes: 100_000,
                 linger_ms: 3_600_000, // no timed flush during the test
@@ -590,6 +637,7 @@ mod tests {
             spool: None,
             spill_after: Duration::from_secs(5),
             stalled: Default::default(),
+            learned_max_bytes: Default::default(),
         };
         let (tx, rx) = mpsc::channel(8);
         let run = tokio::spawn(sink.run(rx, BTreeMap::new()));

@@ -3,6 +3,8 @@
 
 pub mod buffers;
 pub mod kafka;
+pub mod oversize;
 pub mod producer;
 pub mod records;
 pub mod spooled;
+pub mod topics;

@@ -11,10 +11,13 @@
 //!   file's offset (the ECS credentials audit log) in the audit-file checkpoint store
 //!   ([`audit_file_store`]) — so a restart resumes after them.
 //!
-//! A failed delivery is retried with backoff until it succeeds: records are never dropped
-//! while the collector runs. On shutdown, records Kafka has not acknowledged within
-//! `shutdown_grace` are left; for audit events the cursor was not advanced, so they are read
-//! again from the engine on the next start.
+//! Nothing is sent to a topic before it is known to exist (Kafka may be unreachable at
+//! start-up); the records wait, as a failing delivery does (the channels feeding the sink
+//! are bounded: their sources then wait too). A failed delivery is retried with backoff
+//! until it succeeds: records are never dropped while the collector runs. On shutdown,
+//! records Kafka has not acknowledged (or whose topic is not known) within `shutdown_grace`
+//! are left; for audit events the cursor was not advanced, so they are read again from the
+//! engine on the next start.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +25,7 @@ use std::time::Duration;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use super::producer::{OutRecord, Payload, ProducerHandle};
+use super::topics::Partitions;
 use sightline_model::kafka::{
     CONTENT_TYPE_HEADER, CONTENT_TYPE_OTLP_LOGS, CONTENT_TYPE_OTLP_METRICS, SCHEMA_HEADER,
 };
@@ -82,6 +86,11 @@ pub struct RecordSink {
     pub audit_files: CheckpointStore,
     /// How long to keep retrying after shutdown began.
     pub shutdown_grace: Duration,
+    /// Set once `metrics_topic` exists (see [`super::topics::discover`]): nothing is sent
+    /// to it before, so the broker cannot auto-create it with its own partition count.
+    pub metrics_ready: Partitions,
+    /// Set once `audit_topic` exists.
+    pub audit_ready: Partitions,
 }
 
 /// The key of a metric batch: container ID, else `aws.ecs.task.arn`, else the service.
@@ -100,7 +109,7 @@ impl RecordSink {
     /// and the grace period passed without an acknowledgement.
     async fn deliver(
         &self,
-        topic: &str,
+        (topic, ready): (&str, &Partitions),
         key: &str,
         payload: &Payload,
         content_type: &str,
@@ -108,6 +117,9 @@ impl RecordSink {
     ) -> bool {
         let mut backoff = Backoff::new(Duration::from_secs(5));
         let mut deadline: Option<tokio::time::Instant> = None;
+        if ready.get().is_none() && !self.wait_ready(topic, ready, shutdown, &mut deadline).await {
+            return false;
+        }
         loop {
             let version = SCHEMA_VERSION.to_string();
             let record = OutRecord {
@@ -166,6 +178,26 @@ impl RecordSink {
         }
     }
 
+    /// Waits until `topic` exists (Kafka unreachable since start-up), like a failing
+    /// delivery: until shutdown began and `shutdown_grace` passed (false then).
+    async fn wait_ready(
+        &self,
+        topic: &str,
+        ready: &Partitions,
+        shutdown: &watch::Receiver<bool>,
+        deadline: &mut Option<tokio::time::Instant>,
+    ) -> bool {
+        tracing::info!(%topic, "waiting for Kafka before sending records");
+        let mut shutdown = shutdown.clone();
+        if ready.wait(&mut shutdown).await.is_some() {
+            return true;
+        }
+        let d = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.shutdown_grace);
+        tokio::time::timeout_at(d, ready.until_known())
+            .await
+            .is_ok()
+    }
+
     /// Ships metric batches until `rx` closes.
     pub async fn run_metrics(
         self,
@@ -178,7 +210,7 @@ impl RecordSink {
                 let n = b.points.len() as u64;
                 if !self
                     .deliver(
-                        &self.metrics_topic,
+                        (&self.metrics_topic, &self.metrics_ready),
                         &metric_key(&b),
                         &payload,
                         CONTENT_TYPE_OTLP_METRICS,
@@ -230,7 +262,7 @@ impl RecordSink {
                 let payload = Payload::from(encode_audit(&events));
                 if !self
                     .deliver(
-                        &self.audit_topic,
+                        (&self.audit_topic, &self.audit_ready),
                         &key,
                         &payload,
                         CONTENT_TYPE_OTLP_LOGS,
@@ -277,5 +309,91 @@ impl RecordSink {
                 tracing::warn!(error = %e, "cannot store audit log checkpoints");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sinks::kafka::producer_config;
+    use rdkafka::mocking::MockCluster;
+    use sightline_model::MetricPoint;
+
+    fn sink(brokers: &str, dir: &std::path::Path, metrics_ready: Partitions) -> RecordSink {
+        let kafka = crate::config::KafkaConfig {
+            brokers: brokers.into(),
+            ..Default::default()
+        };
+        RecordSink {
+            producer: ProducerHandle::new(producer_config(&kafka)).unwrap(),
+            metrics_topic: "metrics".into(),
+            audit_topic: "audit".into(),
+            stats: Arc::new(Stats::default()),
+            cursors: CursorStore::open(dir).unwrap(),
+            audit_files: audit_file_store(dir).unwrap(),
+            shutdown_grace: Duration::from_millis(300),
+            metrics_ready,
+            audit_ready: Partitions::unknown(),
+        }
+    }
+
+    fn batch() -> Vec<MetricBatch> {
+        vec![MetricBatch {
+            points: vec![MetricPoint::gauge("container.pids.count", "1", 3.0)],
+            ..Default::default()
+        }]
+    }
+
+    /// Until the topic is known to exist nothing is sent; then the waiting samples go.
+    #[tokio::test]
+    async fn metrics_wait_for_their_topic_then_go() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("metrics", 1, 1).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ready = Partitions::unknown();
+        let s = sink(&cluster.bootstrap_servers(), dir.path(), ready.clone());
+        let stats = s.stats.clone();
+        let (tx, rx) = mpsc::channel(4);
+        let (_stop, shutdown) = watch::channel(false);
+        let task = tokio::spawn(s.run_metrics(rx, shutdown));
+        tx.send(batch()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            stats.snapshot().batches_sent,
+            0,
+            "sent before the topic was known"
+        );
+        ready.set(1);
+        drop(tx);
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stats.snapshot().metrics_sent, 1);
+    }
+
+    /// Shutdown while the topic is still unknown: the sink gives up after the grace period.
+    #[tokio::test]
+    async fn shutdown_before_the_topic_is_known_ends_after_the_grace_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = sink("127.0.0.1:1", dir.path(), Partitions::unknown());
+        let stats = s.stats.clone();
+        let (tx, rx) = mpsc::channel(4);
+        let (stop, shutdown) = watch::channel(false);
+        let task = tokio::spawn(s.run_metrics(rx, shutdown));
+        tx.send(batch()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let t = std::time::Instant::now();
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("prompt")
+            .unwrap();
+        assert!(
+            t.elapsed() >= Duration::from_millis(250),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(stats.snapshot().metrics_sent, 0);
     }
 }

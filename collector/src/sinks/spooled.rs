@@ -9,6 +9,10 @@
 //! nothing is dropped). The drain task produces spooled batches in order and removes them
 //! once Kafka acknowledged them; when the spool is empty the sink produces directly again.
 //!
+//! Batches read before the log topic's partition count was known (Kafka unreachable at
+//! start-up) are spooled with partition [`UNASSIGNED`] (-1): the drain task holds them, and
+//! everything after them, until the count is known, then splits them by partition.
+//!
 //! Batches handed to the producer before the switch may still be delivered by librdkafka
 //! when Kafka returns, besides their spooled copy: the same events twice, with the same event
 //! IDs, which the aggregator drops (at-least-once, deduplicated downstream).
@@ -16,6 +20,7 @@
 //! Spool record (version 1): `[u8 version][i32 LE partition][u64 LE events][u32 LE key
 //! length, u32::MAX = no key][key bytes][OTLP LogsData payload]`.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,7 +29,9 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use tokio::sync::{watch, Notify};
 
 use super::kafka::Batch;
-use super::producer::ProducerHandle;
+use super::oversize::{shrink, too_large};
+use super::producer::{Delivery, KafkaProducer, ProducerHandle};
+use super::topics::{repartition, Partitions, UNASSIGNED};
 use crate::sources::docker_engine::Backoff;
 use crate::spool::{Spool, SpoolError};
 use crate::stats::Stats;
@@ -140,8 +147,13 @@ impl SpoolHandle {
 
     /// Switches to spooling (Kafka did not acknowledge in time).
     pub fn start_spooling(&self) {
+        self.start_spooling_because("Kafka is not acknowledging in time");
+    }
+
+    /// Switches to spooling, logging `why` when it was not spooling already.
+    pub fn start_spooling_because(&self, why: &str) {
         if !self.spooling.swap(true, Ordering::AcqRel) {
-            tracing::warn!("Kafka is not acknowledging in time: spooling to disk");
+            tracing::warn!("{why}: spooling to disk");
         }
     }
 
@@ -206,10 +218,13 @@ impl SpoolHandle {
     /// sink has finished, so the sink can still make room while it drains); acknowledges
     /// them in the spool once Kafka did; leaves spooling mode when the spool is empty. A
     /// delivery still pending at shutdown is abandoned: its records stay in the spool.
+    /// Batches of [`UNASSIGNED`] events wait, and everything after them, until `partitions`
+    /// is known; they are then split by partition (`repartition`).
     pub async fn drain(
         self: Arc<Self>,
         producer: Arc<ProducerHandle>,
         topic: String,
+        partitions: Partitions,
         stats: Arc<Stats>,
         mut shutdown: watch::Receiver<bool>,
     ) {
@@ -254,36 +269,50 @@ impl SpoolHandle {
                 }
                 continue;
             }
+            let decoded: Vec<_> = records
+                .iter()
+                .map(|(id, rec)| (*id, decode_record(rec)))
+                .collect();
+            let waits = decoded
+                .iter()
+                .any(|(_, b)| b.as_ref().is_some_and(|b| b.partition == UNASSIGNED));
+            let count = partitions.get();
+            if waits && count.is_none() {
+                // Read before the partition count was known: nothing goes before them.
+                self.with(|s| s.rewind());
+                tokio::select! {
+                    _ = partitions.wait(&mut shutdown) => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                continue;
+            }
             // One producer for the whole round: its outcome is judged on that producer.
             let (generation, kafka) = producer.get();
-            let mut futures = Vec::with_capacity(records.len());
+            let mut pending = VecDeque::with_capacity(records.len());
             let mut last = None;
             let mut events = 0;
-            for (id, rec) in &records {
-                let Some(b) = decode_record(rec) else {
+            for (id, b) in decoded {
+                let Some(b) = b else {
                     tracing::error!("spool record of an unknown version; skipped");
-                    last = Some(*id);
+                    last = Some(id);
                     continue;
                 };
                 events += b.events;
-                let fut = loop {
-                    match b.send_on(&kafka, &topic) {
-                        Ok(f) => break Some(f),
-                        Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot enqueue a spooled batch");
-                            break None;
-                        }
-                    }
+                let batches = match (b.partition, count) {
+                    (UNASSIGNED, Some(n)) => repartition(&b, n).unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "malformed spooled batch; sent to partition 0 as it is");
+                        vec![Batch { partition: 0, ..b }]
+                    }),
+                    _ => vec![b],
                 };
-                futures.push(fut);
-                last = Some(*id);
+                for b in batches {
+                    enqueue(b, &kafka, &topic, &stats, &mut pending).await;
+                }
+                last = Some(id);
             }
             let mut ok = true;
             let mut error = None;
-            for f in futures {
+            while let Some((b, f)) = pending.pop_front() {
                 let Some(f) = f else {
                     ok = false;
                     continue;
@@ -297,6 +326,22 @@ impl SpoolHandle {
                 };
                 match outcome {
                     Ok(Ok(_)) => {}
+                    Ok(Err(e)) if too_large(&e) => match shrink(&b, &stats) {
+                        Some(parts) => {
+                            // Its parts are sent, and waited for, in its place.
+                            let mut sent = VecDeque::new();
+                            for part in parts {
+                                enqueue(part, &kafka, &topic, &stats, &mut sent).await;
+                            }
+                            while let Some(s) = sent.pop_back() {
+                                pending.push_front(s);
+                            }
+                        }
+                        None => {
+                            ok = false;
+                            error = Some(e);
+                        }
+                    },
                     Ok(Err(e)) => {
                         ok = false;
                         error = Some(e);
@@ -323,6 +368,43 @@ impl SpoolHandle {
                     tracing::error!(error = %e, "cannot acknowledge in the spool");
                 }
                 self.freed.notify_waiters();
+            }
+        }
+    }
+}
+
+/// Enqueues `b` on `kafka`, split while the producer refuses it as too large ([`shrink`]);
+/// appends what was enqueued to `out`, in order, with its delivery future (`None`: it could
+/// not be enqueued, and the round is retried).
+async fn enqueue(
+    b: Batch,
+    kafka: &KafkaProducer,
+    topic: &str,
+    stats: &Stats,
+    out: &mut VecDeque<(Batch, Option<Delivery>)>,
+) {
+    let mut todo = vec![b];
+    while let Some(b) = todo.pop() {
+        loop {
+            match b.send_on(kafka, topic) {
+                Ok(f) => {
+                    out.push_back((b, Some(f)));
+                    break;
+                }
+                Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(e) => {
+                    if too_large(&e) {
+                        if let Some(parts) = shrink(&b, stats) {
+                            todo.extend(parts.into_iter().rev());
+                            break;
+                        }
+                    }
+                    tracing::warn!(error = %e, "cannot enqueue a spooled batch");
+                    out.push_back((b, None));
+                    break;
+                }
             }
         }
     }

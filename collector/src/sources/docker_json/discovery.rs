@@ -41,8 +41,8 @@ pub struct DockerJsonSource {
     pub extractor: Arc<Extractor>,
     /// Counters.
     pub stats: Arc<Stats>,
-    /// Partitions of the Kafka topic.
-    pub partitions: i32,
+    /// Partitions of the Kafka topic, once known.
+    pub partitions: crate::sinks::topics::Partitions,
     /// Largest encoded part, bytes (`batch.max_bytes`).
     pub max_part_bytes: usize,
     /// Multiline rules, `None` when `[multiline]` is off.
@@ -191,7 +191,7 @@ impl DockerJsonSource {
             extractor: Arc::new(Extractor::clone(&self.extractor)),
             cfg: self.cfg.clone(),
             stats: self.stats.clone(),
-            partitions: self.partitions,
+            partitions: self.partitions.clone(),
             max_part_bytes: self.max_part_bytes,
             multiline: self.multiline.clone(),
             redactor: self.redactor.clone(),

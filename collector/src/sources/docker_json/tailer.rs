@@ -22,6 +22,8 @@ use std::time::Duration;
 
 use sightline_model::encode::{encode_resource, put_log_record_field};
 use sightline_model::kafka::partition_for_key;
+
+use crate::sinks::topics::{Partitions, UNASSIGNED};
 use sightline_model::{Container, EventId, LogEvent, SourceKind, SourcePosition};
 use tokio::sync::mpsc;
 
@@ -63,8 +65,9 @@ pub struct TailerContext {
     pub cfg: DockerConfig,
     /// Counters.
     pub stats: Arc<Stats>,
-    /// Partitions of the Kafka topic (events are encoded per partition here).
-    pub partitions: i32,
+    /// Partitions of the Kafka topic (events are encoded per partition here; all
+    /// [`UNASSIGNED`] while the count is unknown).
+    pub partitions: Partitions,
     /// Largest encoded part, bytes (`batch.max_bytes`).
     pub max_part_bytes: usize,
     /// Multiline rules (`[multiline]`), `None` when off.
@@ -490,13 +493,14 @@ impl Tailer {
 
     /// Builds events, encodes them per partition, and sends them with the checkpoint.
     /// Returns false when the sink is gone.
-    fn emit(&self, f: &OpenFile, records: Vec<Record>, done: bool) -> bool {
+    fn emit(&self, f: &mut OpenFile, records: Vec<Record>, done: bool) -> bool {
         let Some(fp) = f.fingerprint else {
             // Nothing is read before the fingerprint is known, so there is nothing to send.
             return true;
         };
         let observed = now_ns();
-        let partitions = self.ctx.partitions.max(1);
+        let count = self.ctx.partitions.get();
+        let partitions = count.unwrap_or(1);
         let mut open: Vec<usize> = vec![usize::MAX; partitions as usize];
         let mut parts: Vec<Part> = Vec::new();
         let mut scratch = Vec::with_capacity(1024);
@@ -504,10 +508,13 @@ impl Tailer {
         let text: usize = records.iter().map(|r| r.text.len() + 200).sum();
         let part_capacity = (text / partitions as usize + 4096).min(self.ctx.max_part_bytes);
         for r in records {
-            let ev = self.event(f, r, observed);
+            let mut ev = self.event(f, r, observed);
             let key = ev.partition_key();
-            let p = partition_for_key(key.as_bytes(), partitions);
-            let slot = &mut open[p as usize];
+            let p = match count {
+                Some(n) => partition_for_key(key.as_bytes(), n),
+                None => UNASSIGNED,
+            };
+            let slot = &mut open[p.max(0) as usize];
             // A part stays under max_part_bytes (the message text plus 1 KiB bounds a record).
             let room = self
                 .ctx
@@ -528,6 +535,12 @@ impl Tailer {
             }
             part.count += 1;
             put_log_record_field(&mut part.records, &mut scratch, &ev);
+            // The text and stream buffers serve the next records read.
+            let (text, stream) = (
+                std::mem::take(&mut ev.message),
+                std::mem::take(&mut ev.stream),
+            );
+            f.reassembler.recycle(text, stream);
         }
         let held = [
             f.reassembler.oldest_pending_offset(),

@@ -25,6 +25,7 @@ use crate::checkpoint::FileCheckpoint;
 use crate::parse::app::Extractor;
 use crate::parse::ecs_agent::{parse_agent_line, AgentRecord};
 use crate::parse::timestamp::now_ns;
+use crate::sinks::topics::{Partitions, UNASSIGNED};
 use crate::sources::{Chunk, Part};
 use crate::stats::Stats;
 
@@ -36,7 +37,10 @@ pub const INVALID_UTF8_ATTR: &str = "sightline.invalid_utf8";
 /// Events encoded per partition, as the json-file tailer does: a part per partition, a new
 /// one when it would pass `max_part_bytes`.
 struct PartsBuilder {
-    partitions: i32,
+    partitions: Partitions,
+    /// The count the parts being built use (`None`: [`UNASSIGNED`]), read at each chunk's
+    /// first event.
+    count: Option<i32>,
     max_part_bytes: usize,
     open: Vec<usize>,
     parts: Vec<Part>,
@@ -44,12 +48,12 @@ struct PartsBuilder {
 }
 
 impl PartsBuilder {
-    fn new(partitions: i32, max_part_bytes: usize) -> Self {
-        let partitions = partitions.max(1);
+    fn new(partitions: Partitions, max_part_bytes: usize) -> Self {
         PartsBuilder {
             partitions,
+            count: None,
             max_part_bytes,
-            open: vec![usize::MAX; partitions as usize],
+            open: Vec::new(),
             parts: Vec::new(),
             scratch: Vec::with_capacity(1024),
         }
@@ -57,8 +61,15 @@ impl PartsBuilder {
 
     fn push(&mut self, ev: &LogEvent) {
         let key = ev.partition_key();
-        let p = partition_for_key(key.as_bytes(), self.partitions);
-        let slot = &mut self.open[p as usize];
+        if self.parts.is_empty() {
+            self.count = self.partitions.get();
+            self.open = vec![usize::MAX; self.count.unwrap_or(1) as usize];
+        }
+        let p = match self.count {
+            Some(n) => partition_for_key(key.as_bytes(), n),
+            None => UNASSIGNED,
+        };
+        let slot = &mut self.open[p.max(0) as usize];
         // The message plus 1 KiB bounds a record's other fields.
         let room = self.max_part_bytes.saturating_sub(ev.message.len() + 1024);
         if *slot == usize::MAX || self.parts[*slot].records.len() > room {
@@ -117,7 +128,7 @@ impl AgentLines {
         extractor: Extractor,
         stats: Arc<Stats>,
         tx: mpsc::Sender<Chunk>,
-        partitions: i32,
+        partitions: Partitions,
         max_part_bytes: usize,
         max_line_bytes: usize,
     ) -> Self {

@@ -152,8 +152,8 @@ pub struct EcsLogsSource {
     pub extractor: Arc<Extractor>,
     /// Counters.
     pub stats: Arc<Stats>,
-    /// Partitions of the log topic (events are encoded per partition here).
-    pub partitions: i32,
+    /// Partitions of the log topic, once known (events are encoded per partition here).
+    pub partitions: crate::sinks::topics::Partitions,
     /// Largest encoded part, bytes (`batch.max_bytes`).
     pub max_part_bytes: usize,
 }
@@ -197,7 +197,7 @@ impl EcsLogsSource {
                 Extractor::clone(&self.extractor),
                 self.stats.clone(),
                 tx.clone(),
-                self.partitions,
+                self.partitions.clone(),
                 self.max_part_bytes,
                 self.cfg.max_line_bytes,
             );
