@@ -126,9 +126,19 @@ fn demo_shows_a_request_across_three_services() {
         ])
         .output()
         .unwrap();
-    let left = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        !left.contains(&format!("-{}", p.child.id())),
-        "demo containers left: {left}"
-    );
+    let suffix = format!("-{}", p.child.id());
+    let left: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|n| n.ends_with(&suffix))
+        .map(str::to_string)
+        .collect();
+    if !left.is_empty() {
+        // Do not leave them running for the next tests, then fail with the demo's own account.
+        let _ = Command::new("docker")
+            .args(["rm", "-f"])
+            .args(&left)
+            .output();
+        let log = std::fs::read_to_string(dir.path().join("sightline-up.log")).unwrap_or_default();
+        panic!("demo containers left: {left:?}\n{log}");
+    }
 }

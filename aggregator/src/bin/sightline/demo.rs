@@ -46,15 +46,45 @@ impl Demo {
 impl Drop for Demo {
     fn drop(&mut self) {
         if let Demo::Containers { names, .. } = self {
-            let _ = Command::new("docker")
-                .arg("rm")
-                .arg("-f")
-                .args(names.iter())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            remove_containers(names);
         }
     }
+}
+
+/// Force-removes the demo's containers, retrying those the engine still lists: a busy engine
+/// can refuse one removal ("removal already in progress", a kill that times out), and a
+/// container left behind would keep running after `sightline up` has exited.
+fn remove_containers(names: &[String]) {
+    let mut left: Vec<String> = names.to_vec();
+    for attempt in 1..=5 {
+        let out = Command::new("docker")
+            .arg("rm")
+            .arg("-f")
+            .args(left.iter())
+            .stdin(Stdio::null())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => eprintln!(
+                "demo: docker rm -f (attempt {attempt}): {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => eprintln!("demo: cannot run docker rm -f: {e}"),
+        }
+        left.retain(|name| {
+            Command::new("docker")
+                .args(["inspect", "--format", "{{.Id}}", name])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        if left.is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(500 * attempt));
+    }
+    eprintln!("demo: containers not removed: {}", left.join(", "));
 }
 
 fn docker_available() -> bool {
