@@ -92,6 +92,21 @@ impl ActionLog for MemoryActionLog {
     }
 }
 
+/// An [`ActionLog`] for when the audit trail is off: actions are logged (`info`), not kept.
+pub struct TracingActionLog;
+
+impl ActionLog for TracingActionLog {
+    fn record(&self, event: AuditEvent) {
+        tracing::info!(
+            action = %event.action,
+            actor = %event.actor.name,
+            service = %event.resource.service,
+            message = %event.message,
+            "action (audit trail disabled)"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

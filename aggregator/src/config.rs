@@ -135,7 +135,7 @@ impl AuditSettings {
 }
 
 /// The aggregator's configuration (TOML; see the module docs for an example).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AggregatorConfig {
     /// Kafka source.
@@ -156,6 +156,22 @@ pub struct AggregatorConfig {
     pub audit: AuditSettings,
     /// Per-service rollups (see [`crate::rollup`]).
     pub rollups: crate::rollup::RollupConfig,
+    /// Sightline's base URL as on-call and their tools reach it (e.g.
+    /// `https://sightline.example.com`): alerts' `generatorURL`, the webhook payload's
+    /// `externalURL` and the links to correlation views are built on it. Default
+    /// `http://<listen>`.
+    pub external_url: String,
+    /// Alert rules (`[rules]`, see `docs/alert-rules.md`); absent: no rules are evaluated.
+    /// Needs `rollups.enabled`.
+    pub rules: Option<crate::rules::RuleManagerConfig>,
+    /// On-call notifications (`[notify]`, see `docs/notifications.md`); absent: alerts are
+    /// only shown by the API.
+    pub notify: Option<crate::notify::NotifyConfig>,
+    /// Autoscaling (`[autoscale]`, see `docs/autoscaling.md`); absent: nothing is scaled.
+    /// Needs `rollups.enabled`.
+    pub autoscale: Option<crate::autoscale::AutoscaleConfig>,
+    /// API tokens (`[api]`, see [`crate::api_auth`]); none: the API is open.
+    pub api: crate::api_auth::ApiSettings,
 }
 
 impl Default for AggregatorConfig {
@@ -169,6 +185,11 @@ impl Default for AggregatorConfig {
             max_correlation_events: 10_000,
             audit: AuditSettings::default(),
             rollups: crate::rollup::RollupConfig::default(),
+            external_url: String::new(),
+            rules: None,
+            notify: None,
+            autoscale: None,
+            api: crate::api_auth::ApiSettings::default(),
         }
     }
 }
@@ -204,6 +225,56 @@ impl AggregatorConfig {
     /// `<data_dir>/index`.
     pub fn index_dir(&self) -> PathBuf {
         self.data_dir.join("index")
+    }
+
+    /// `external_url`, or when it is empty `http://<listen>` (with the host's name for an
+    /// unspecified address such as `0.0.0.0`); no trailing `/`.
+    pub fn external_url(&self) -> String {
+        let url = if self.external_url.is_empty() {
+            match self.listen.parse::<SocketAddr>() {
+                Ok(a) if a.ip().is_unspecified() => {
+                    let host = std::env::var("HOSTNAME")
+                        .ok()
+                        .filter(|h| !h.is_empty())
+                        .or_else(|| {
+                            std::fs::read_to_string("/etc/hostname")
+                                .ok()
+                                .map(|h| h.trim().to_string())
+                                .filter(|h| !h.is_empty())
+                        })
+                        .unwrap_or_else(|| "localhost".into());
+                    format!("http://{host}:{}", a.port())
+                }
+                _ => format!("http://{}", self.listen),
+            }
+        } else {
+            self.external_url.clone()
+        };
+        url.trim_end_matches('/').to_string()
+    }
+
+    /// The `[rules]` table with the aggregator's defaults filled in: `external_url` from
+    /// [`Self::external_url`], `state_file` = `<data_dir>/alerts/state.json`.
+    pub fn rules_config(&self) -> Option<crate::rules::RuleManagerConfig> {
+        self.rules.clone().map(|mut r| {
+            if r.external_url.is_empty() {
+                r.external_url = self.external_url();
+            }
+            if r.state_file.is_none() {
+                r.state_file = Some(self.data_dir.join("alerts").join("state.json"));
+            }
+            r
+        })
+    }
+
+    /// The `[notify]` table with `external_url` from [`Self::external_url`] when unset.
+    pub fn notify_config(&self) -> Option<crate::notify::NotifyConfig> {
+        self.notify.clone().map(|mut n| {
+            if n.external_url.is_empty() {
+                n.external_url = self.external_url();
+            }
+            n
+        })
     }
 
     /// The parsed `listen` address (call [`Self::validate`] first for a clear error).
@@ -303,6 +374,39 @@ impl AggregatorConfig {
             }
             self.audit
                 .store()
+                .validate()
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
+        let url = &self.external_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            return invalid(format!(
+                "external_url = {:?} must start with http:// or https://",
+                self.external_url
+            ));
+        }
+        self.api.validate().map_err(ConfigError::Invalid)?;
+        if let Some(rules) = self.rules_config() {
+            if !self.rollups.enabled {
+                return invalid(
+                    "[rules] needs rollups.enabled = true: rules read the rollups".into(),
+                );
+            }
+            rules
+                .validate()
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
+        if let Some(notify) = self.notify_config() {
+            notify
+                .validate()
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
+        if let Some(autoscale) = &self.autoscale {
+            if !self.rollups.enabled {
+                return invalid(
+                    "[autoscale] needs rollups.enabled = true: policies read the rollups".into(),
+                );
+            }
+            autoscale
                 .validate()
                 .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
@@ -425,6 +529,45 @@ group_id = "g"
             assert!(msg.contains(needle), "{needle:?} not in {msg:?}");
         }
     }
+
+    #[test]
+    fn alerting_sections_get_defaults_and_are_checked() {
+        let text = "data_dir = \"/d\"\nlisten = \"10.0.0.5:7280\"\n[kafka]\nbrokers = \"k:9092\"\n\
+                    [rules]\nrule_files = [\"/r.yml\"]\n\
+                    [notify.route]\nreceiver = \"x\"\n[[notify.receivers]]\nname = \"x\"\n";
+        let c = parse(text).unwrap();
+        c.validate().unwrap();
+        let rules = c.rules_config().unwrap();
+        assert_eq!(rules.external_url, "http://10.0.0.5:7280");
+        assert_eq!(
+            rules.state_file,
+            Some(PathBuf::from("/d/alerts/state.json"))
+        );
+        assert_eq!(rules.log_samples, 5);
+        assert_eq!(
+            c.notify_config().unwrap().external_url,
+            "http://10.0.0.5:7280"
+        );
+
+        let mut bad = c.clone();
+        bad.external_url = "sightline.example".into();
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("external_url"));
+        let mut bad = c.clone();
+        bad.rollups.enabled = false;
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("[rules] needs rollups"));
+        let mut bad = c.clone();
+        bad.notify.as_mut().unwrap().route.receiver = Some("nobody".into());
+        assert!(bad.validate().unwrap_err().to_string().contains("nobody"));
+        assert!(parse(&format!("{text}[rules.bogus]\n")).is_err());
+    }
 }
 
 #[cfg(test)]
@@ -437,5 +580,18 @@ mod deploy_examples {
         let cfg = AggregatorConfig::load(&path).unwrap();
         cfg.validate().unwrap();
         assert_eq!(cfg.listen, "0.0.0.0:7280");
+        assert!(cfg.rules.is_some() && cfg.notify.is_some() && cfg.autoscale.is_some());
+        assert_eq!(
+            cfg.rules_config().unwrap().state_file,
+            Some(PathBuf::from("/var/lib/sightline/alerts/state.json"))
+        );
+    }
+
+    #[test]
+    fn deploy_example_rules_load() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rules/services.yml");
+        let groups = crate::rules::load_file(&path, 10_000).unwrap();
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].rules.len(), 4);
     }
 }

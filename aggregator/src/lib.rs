@@ -7,6 +7,7 @@
 //! - [`consumer`]: Kafka source stage ([`KafkaSource`], the blocking consume loop).
 //! - [`indexer`]: index stage ([`Indexer`]): decoding, offset/replay de-duplication,
 //!   commits with a checkpoint payload.
+//! - [`clock`]: the injectable clock of rules, notifications and autoscaling.
 //! - [`checkpoint`]: the versioned commit payload (Kafka offsets, source watermarks).
 //! - [`metrics`]: [`IndexerMetrics`] counters.
 //! - [`rules`]: alert rules: rule files, the PromQL subset, the alert state machine and the
@@ -20,6 +21,10 @@
 //!   the [`alert::ActionLog`] that records Sightline's own actions in the audit trail.
 //! - [`autoscale`]: autoscaling ([`autoscale::Controller`]): target-tracking and step
 //!   policies with cooldowns and stabilization, applied to ECS, a webhook or Docker.
+//! - [`alerting`]: the above wired together while the aggregator runs: rules over the
+//!   rollups, log samples from the index, fan-out to the notifier and the autoscaler, the
+//!   `/api/v1/rules`, `/api/v1/alerts`, `/api/v1/scaling` and `/-/reload` routes.
+//! - [`api_auth`]: API tokens (`[api]`): bearer-token checks, each use in the audit trail.
 //! - [`notify`]: on-call notifications ([`notify::Notifier`]): Alertmanager-style routing,
 //!   grouping and timers; webhook (payload v4), PagerDuty and Slack receivers.
 //!
@@ -40,9 +45,12 @@
 #![warn(missing_docs)]
 
 pub mod alert;
+pub mod alerting;
+pub mod api_auth;
 pub mod audit;
 pub mod autoscale;
 pub mod checkpoint;
+pub mod clock;
 pub mod config;
 pub mod consumer;
 pub mod indexer;
@@ -82,6 +90,9 @@ pub enum AggregatorError {
     /// The audit store could not be opened (locked, corrupt, unreadable).
     #[error(transparent)]
     Audit(#[from] audit::AuditError),
+    /// Alert rules, notifications or autoscaling could not be set up.
+    #[error(transparent)]
+    Alerting(#[from] alerting::AlertingError),
     /// The index stage failed (tantivy or checkpoint).
     #[error(transparent)]
     Indexer(#[from] IndexerError),
@@ -97,6 +108,9 @@ pub enum AggregatorError {
     /// Serving the API failed.
     #[error("query API: {0}")]
     Serve(#[from] std::io::Error),
+    /// The audit trail's writer of Sightline's own actions could not be started.
+    #[error("audit action writer: {0}")]
+    ActionLog(std::io::Error),
     /// A background task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Task(String),
@@ -115,6 +129,12 @@ pub struct Aggregator {
     metrics: Arc<IndexerMetrics>,
     audit: Option<AuditPart>,
     rollups: Option<RollupPart>,
+    alerting: Option<alerting::Alerting>,
+    /// Where Sightline's own actions go: the audit trail's writer, or the log.
+    actions: Arc<dyn alert::ActionLog>,
+    /// The audit trail's writer of those actions (closed, so flushed, when `run` ends).
+    action_store: Option<Arc<audit::StoreActionLog>>,
+    api_auth: Option<Arc<api_auth::ApiAuth>>,
 }
 
 /// The rollup store and the consumers of the logs and metrics topics feeding it.
@@ -214,6 +234,22 @@ impl Aggregator {
         } else {
             None
         };
+        let action_store = audit
+            .as_ref()
+            .map(|a| audit::StoreActionLog::new(a.store.clone()).map(Arc::new))
+            .transpose()
+            .map_err(AggregatorError::ActionLog)?;
+        let actions: Arc<dyn alert::ActionLog> = match &action_store {
+            Some(s) => s.clone(),
+            None => Arc::new(alert::TracingActionLog),
+        };
+        let alerting = alerting::Alerting::build(
+            &config,
+            rollups.as_ref().map(|r| &r.store),
+            engine.clone(),
+            actions.clone(),
+        )?;
+        let api_auth = api_auth::ApiAuth::new(&config.api, actions.clone());
         tracing::info!(
             index = %config.index_dir().display(),
             docs = reader.searcher().num_docs(),
@@ -230,6 +266,10 @@ impl Aggregator {
             metrics,
             audit,
             rollups,
+            alerting,
+            actions,
+            action_store,
+            api_auth,
         })
     }
 
@@ -264,17 +304,44 @@ impl Aggregator {
         self.rollups.as_ref().map(|r| r.store.clone())
     }
 
+    /// Where Sightline's own actions are recorded (the audit trail when it is on).
+    pub fn action_log(&self) -> Arc<dyn alert::ActionLog> {
+        self.actions.clone()
+    }
+
+    /// Rules status, scaling history and rule reloads (`None` without `[rules]` and
+    /// `[autoscale]`).
+    pub fn alerting(&self) -> Option<alerting::AlertingHandle> {
+        self.alerting.as_ref().map(|a| a.handle())
+    }
+
     /// The HTTP API: the query API plus the audit endpoints (`/api/v1/audit`,
-    /// `/api/v1/audit/verify`) when the trail is on, and `/api/v1/rollups` when rollups are.
+    /// `/api/v1/audit/verify`) when the trail is on, `/api/v1/rollups` when rollups are,
+    /// and the alerting routes (`/api/v1/rules`, `/api/v1/alerts`, `/api/v1/scaling`,
+    /// `POST /-/reload`) when rules or autoscaling are configured.
     pub fn app(&self) -> axum::Router {
         let mut extra = axum::Router::new();
+        if let Some(handle) = self.alerting() {
+            extra = extra.merge(alerting::api::router(
+                handle,
+                self.config.api.enable_lifecycle,
+            ));
+        }
         if let Some(store) = self.audit_store() {
             extra = extra.merge(audit::api::router(store));
         }
         if let Some(store) = self.rollups() {
             extra = extra.merge(rollup::api::router(store));
         }
-        sightline_query::app_with(self.app_state(), extra)
+        let app = sightline_query::app_with(self.app_state(), extra);
+        match &self.api_auth {
+            // Outermost, so a refused request costs nothing else.
+            Some(auth) => app.layer(axum::middleware::from_fn_with_state(
+                auth.clone(),
+                api_auth::require_token,
+            )),
+            None => app,
+        }
     }
 
     /// State for [`sightline_query::app`] / [`sightline_query::serve`].
@@ -300,11 +367,23 @@ impl Aggregator {
             metrics,
             audit,
             rollups,
+            alerting,
+            action_store,
             ..
         } = self;
         // Any stage stopping — an error or a panic — stops the others (the drop guards
         // cancel `stop` however the closure ends).
         let stop = shutdown.child_token();
+        // Alerting runs on the runtime (its work is timers and HTTP; rule evaluation goes
+        // to a blocking thread) and stops with the stages.
+        let alerting_task = alerting.map(|a| {
+            let sighup = tokio::spawn(alerting::reload_on_sighup(a.handle(), stop.clone()));
+            let run = tokio::spawn(a.run(stop.clone()));
+            async move {
+                let _ = sighup.await;
+                run.await
+            }
+        });
         let audit_task = audit.map(|a| {
             let (stop, metrics) = (stop.clone(), metrics.clone());
             tokio::task::spawn_blocking(move || {
@@ -342,7 +421,14 @@ impl Aggregator {
                 None => Ok(Ok(())),
             }
         };
-        let (indexed, audited, rolled) = tokio::join!(index_task, audit_task, rollup_tasks);
+        let alerting_task = async move {
+            match alerting_task {
+                Some(t) => t.await,
+                None => Ok(()),
+            }
+        };
+        let (indexed, audited, rolled, alerted) =
+            tokio::join!(index_task, audit_task, rollup_tasks, alerting_task);
         let task = |e: tokio::task::JoinError| AggregatorError::Task(e.to_string());
         // The first failure wins; the index's is reported first.
         indexed.map_err(task)?.map_err(AggregatorError::from)?;
@@ -350,6 +436,10 @@ impl Aggregator {
         for r in rolled {
             r.map_err(task)?.map_err(AggregatorError::from)?;
         }
+        // The action writer is flushed and stopped when its last holder lets go of it:
+        // here, or after the API server has drained (its token middleware holds one).
+        drop(action_store);
+        alerted.map_err(task)?;
         Ok(())
     }
 

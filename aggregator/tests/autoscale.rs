@@ -64,6 +64,7 @@ fn config(base: &str) -> AutoscaleConfig {
     AutoscaleConfig {
         interval: 15_000,
         history_limit: 10,
+        alert_timeout: 300_000,
         webhook: Some(WebhookConfig {
             url: Secret::new(format!("{base}/scale")),
             status_url: Some(Secret::new(format!("{base}/status"))),

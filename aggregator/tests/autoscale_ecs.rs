@@ -120,6 +120,7 @@ async fn ecs_service_scales_out_with_cooldown_and_max() {
     let cfg = AutoscaleConfig {
         interval: 15_000,
         history_limit: 10,
+        alert_timeout: 300_000,
         ecs: Some(ecs),
         policies: vec![PolicyConfig {
             name: "checkout-cpu".into(),
@@ -170,13 +171,13 @@ async fn ecs_service_scales_out_with_cooldown_and_max() {
     assert_eq!(described().await.0, 4);
 
     // A minute later, still hot: the scale-out cooldown holds it.
-    clock.advance(60_000);
+    clock.advance_ms(60_000);
     let d = c.evaluate().await.remove(0);
     assert_eq!(d.skip_reason, Some(SkipReason::ScaleOutCooldown), "{d:?}");
     assert_eq!(described().await.0, 4);
 
     // After the cooldown, much hotter: ceil(4 × 5) = 20, capped at max_capacity 6.
-    clock.advance(300_000);
+    clock.advance_ms(300_000);
     *metric.0.lock().unwrap() = 400.0;
     let d = c.evaluate().await.remove(0);
     assert_eq!((d.outcome, d.desired), (Outcome::Updated, Some(6)), "{d:?}");

@@ -7,11 +7,15 @@
 //! - [`Proc`]: a child process killed on drop (SIGKILL on demand, for crash tests).
 //! - [`docker`]: the `FROM scratch` busybox test image and container helpers.
 //! - [`api`]: the query API client.
+//! - [`moto`]: moto's ECS API server, for autoscaling.
+//! - [`webhook`]: a webhook receiver that keeps what notifications POST.
 
 pub mod api;
 pub mod docker;
 pub mod kafka;
+pub mod moto;
 pub mod proxy;
+pub mod webhook;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

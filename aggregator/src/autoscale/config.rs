@@ -66,6 +66,9 @@ fn default_interval() -> i64 {
 fn default_cooldown() -> i64 {
     300_000
 }
+fn default_alert_timeout() -> i64 {
+    300_000
+}
 fn default_history() -> usize {
     500
 }
@@ -87,6 +90,12 @@ pub struct AutoscaleConfig {
     /// Decisions kept in memory for the API (oldest dropped first). Default 500.
     #[serde(default = "default_history")]
     pub history_limit: usize,
+    /// A firing alert that triggers a step policy and is not re-sent by the rules for this
+    /// long stops triggering it, ms (TOML: a duration, default `5m`, as Alertmanager's
+    /// `resolve_timeout`). Covers alerts that vanish without a resolved notice (a rule
+    /// removed or changed on reload).
+    #[serde(default = "default_alert_timeout", with = "serde_ms")]
+    pub alert_timeout: i64,
     /// Amazon ECS provider settings (required when a policy uses `provider = "ecs"`).
     #[serde(default)]
     pub ecs: Option<EcsConfig>,
@@ -150,7 +159,9 @@ fn default_attempts() -> u32 {
     4
 }
 
-/// `[autoscale.docker]`: Compose services on the local Docker engine.
+/// `[autoscale.docker]`: Compose-style services on the local Docker engine (at
+/// `DOCKER_HOST`, else `/var/run/docker.sock`), scaled as `docker compose up --scale`
+/// does (see [`crate::autoscale::docker`]).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DockerConfig {
@@ -266,6 +277,9 @@ impl AutoscaleConfig {
         if self.interval <= 0 {
             return err("interval must be positive".into());
         }
+        if self.alert_timeout <= 0 {
+            return err("alert_timeout must be positive".into());
+        }
         if self.history_limit == 0 {
             return err("history_limit must be at least 1".into());
         }
@@ -290,9 +304,6 @@ impl AutoscaleConfig {
             if w.timeout <= 0 || w.max_attempts == 0 {
                 return err("webhook: timeout and max_attempts must be positive".into());
             }
-        }
-        if self.docker.is_some() {
-            return err("the docker provider is not implemented yet ([autoscale.docker])".into());
         }
         let mut names = BTreeSet::new();
         let mut providers = std::collections::BTreeMap::new();
@@ -350,6 +361,11 @@ impl PolicyConfig {
         }
         if self.min_capacity > self.max_capacity {
             return err("min_capacity must not exceed max_capacity");
+        }
+        if self.provider == ProviderKind::Docker && self.min_capacity == 0 {
+            // The replicas are the only record of the service: at 0 there is nothing left
+            // to copy from when scaling out again.
+            return err("min_capacity must be at least 1 with the docker provider");
         }
         if self.scale_out_cooldown < 0
             || self.scale_in_cooldown < 0

@@ -102,8 +102,9 @@ struct ServiceState {
 #[derive(Default)]
 struct PolicyState {
     stabilizer: Stabilizer,
-    /// Firing alerts triggering this (step) policy: fingerprint → value.
-    firing: BTreeMap<String, f64>,
+    /// Firing alerts triggering this (step) policy: fingerprint → (value, when last
+    /// received, Unix ms).
+    firing: BTreeMap<String, (f64, i64)>,
 }
 
 #[derive(Default)]
@@ -207,6 +208,7 @@ impl Controller {
     /// named by a firing alert is evaluated at once. Returns those decisions.
     pub async fn handle_alerts(&self, alerts: &[Alert]) -> Vec<Decision> {
         let mut services: Vec<String> = Vec::new();
+        let now = self.clock.now_ms();
         {
             let mut st = self.lock();
             for a in alerts {
@@ -220,7 +222,7 @@ impl Controller {
                 let ps = st.policies.entry(p.name.clone()).or_default();
                 match a.status {
                     AlertStatus::Firing => {
-                        ps.firing.insert(a.fingerprint(), a.value);
+                        ps.firing.insert(a.fingerprint(), (a.value, now));
                         if !services.contains(&p.service) {
                             services.push(p.service.clone());
                         }
@@ -251,11 +253,23 @@ impl Controller {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut alerts_open = true;
         loop {
+            // Provider calls are raced against shutdown too: a stalled orchestrator API
+            // must not keep the aggregator from stopping.
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = tick.tick() => { self.evaluate().await; }
+                _ = tick.tick() => {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = self.evaluate() => {}
+                    }
+                }
                 batch = alerts.recv(), if alerts_open => match batch {
-                    Some(b) => { self.handle_alerts(&b).await; }
+                    Some(b) => {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = self.handle_alerts(&b) => {}
+                        }
+                    }
                     None => alerts_open = false,
                 },
             }
@@ -504,7 +518,15 @@ impl Controller {
             let rec = if rec < desired { stable } else { rec };
             (Some(v), rec)
         } else if let Some(s) = &p.step_scaling {
-            let Some(v) = ps.firing.values().copied().reduce(f64::max) else {
+            // Alerts not re-sent within `alert_timeout` no longer trigger the policy.
+            let fresh = now.saturating_sub(self.config.alert_timeout);
+            let Some(v) = ps
+                .firing
+                .values()
+                .filter(|(_, seen)| *seen >= fresh)
+                .map(|(v, _)| *v)
+                .reduce(f64::max)
+            else {
                 return (None, Vote::Abstain(None));
             };
             let Some(raw) = policy::step(running, v, s) else {

@@ -125,3 +125,42 @@ impl ScalingProvider for EcsProvider {
         Box::pin(self.update(service, desired))
     }
 }
+
+/// An [`EcsProvider`] whose SDK configuration is loaded on first use, so it can be built
+/// outside an async context (the aggregator builds its providers while opening). The
+/// region and credential chains are resolved once, at the first `DescribeServices`.
+pub struct LazyEcsProvider {
+    config: EcsConfig,
+    cell: tokio::sync::OnceCell<EcsProvider>,
+}
+
+impl LazyEcsProvider {
+    /// A provider for `[autoscale.ecs]`; nothing is resolved or called yet.
+    pub fn new(config: EcsConfig) -> Self {
+        LazyEcsProvider {
+            config,
+            cell: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    async fn get(&self) -> &EcsProvider {
+        self.cell
+            .get_or_init(|| EcsProvider::from_config(&self.config))
+            .await
+    }
+}
+
+impl ScalingProvider for LazyEcsProvider {
+    fn current<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<Capacity, ProviderError>> {
+        Box::pin(async move { self.get().await.describe(service).await })
+    }
+
+    fn set_desired<'a>(
+        &'a self,
+        service: &'a str,
+        desired: u32,
+        _ctx: &'a ScaleContext,
+    ) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(async move { self.get().await.update(service, desired).await })
+    }
+}

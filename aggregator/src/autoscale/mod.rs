@@ -13,6 +13,7 @@
 //!   [`RulesMetricSource`] (policy metrics through the rules evaluator);
 //! - [`controller`]: [`Controller`]: evaluation, guards, provider calls, records;
 //! - [`ecs`]: [`EcsProvider`] (AWS SDK: `DescribeServices`, `UpdateService`);
+//! - [`docker`]: [`DockerProvider`] (Engine API: replicas as `docker compose --scale`);
 //! - [`webhook`]: [`WebhookProvider`] (JSON POST with retries);
 //! - `tests.rs`: policy math, guards (manual clock) and property tests.
 //!
@@ -27,7 +28,7 @@
 //! use std::sync::Arc;
 //! use sightline_aggregator::autoscale::{providers_from_config, Controller};
 //! use sightline_aggregator::rules::SystemClock;
-//! let providers = providers_from_config(&cfg).await?;
+//! let providers = providers_from_config(&cfg)?;
 //! let controller = Arc::new(Controller::new(cfg, providers, metrics, log, Arc::new(SystemClock))?);
 //! controller.run(alerts, tokio_util::sync::CancellationToken::new()).await;
 //! # Ok(()) }
@@ -35,6 +36,7 @@
 
 pub mod config;
 pub mod controller;
+pub mod docker;
 pub mod ecs;
 pub mod policy;
 pub mod provider;
@@ -53,7 +55,8 @@ pub use config::{
 pub use controller::{
     audit_event, Controller, ControllerError, Decision, Outcome, SCALE_POLICY_LABEL,
 };
-pub use ecs::EcsProvider;
+pub use docker::DockerProvider;
+pub use ecs::{EcsProvider, LazyEcsProvider};
 pub use policy::{Cooldowns, Direction, SkipReason, Stabilizer};
 pub use provider::{
     metric_expr, Capacity, MetricSource, ProviderError, RulesMetricSource, ScaleContext,
@@ -62,26 +65,22 @@ pub use provider::{
 pub use webhook::WebhookProvider;
 
 /// Builds the providers configured in `cfg` (`[autoscale.ecs]`, `[autoscale.webhook]`).
+/// The ECS client's region and credentials are resolved at its first call
+/// ([`LazyEcsProvider`]), so this needs no async context.
 ///
-/// Errors: [`ProviderError::Api`] when a client cannot be built, or a Docker provider is
-/// configured (not implemented yet).
-pub async fn providers_from_config(
+/// Errors: [`ProviderError::Api`] when a client cannot be built.
+pub fn providers_from_config(
     cfg: &AutoscaleConfig,
 ) -> Result<BTreeMap<ProviderKind, Arc<dyn ScalingProvider>>, ProviderError> {
     let mut out: BTreeMap<ProviderKind, Arc<dyn ScalingProvider>> = BTreeMap::new();
     if let Some(e) = &cfg.ecs {
-        out.insert(
-            ProviderKind::Ecs,
-            Arc::new(EcsProvider::from_config(e).await),
-        );
+        out.insert(ProviderKind::Ecs, Arc::new(LazyEcsProvider::new(e.clone())));
     }
     if let Some(w) = &cfg.webhook {
         out.insert(ProviderKind::Webhook, Arc::new(WebhookProvider::new(w)?));
     }
-    if cfg.docker.is_some() {
-        return Err(ProviderError::Api(
-            "the docker autoscaling provider is not implemented yet".into(),
-        ));
+    if let Some(d) = &cfg.docker {
+        out.insert(ProviderKind::Docker, Arc::new(DockerProvider::new(d)?));
     }
     Ok(out)
 }

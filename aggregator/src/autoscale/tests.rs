@@ -286,6 +286,7 @@ fn rig(policies: Vec<PolicyConfig>, desired: u32) -> Rig {
     let cfg = AutoscaleConfig {
         interval: 15_000,
         history_limit: 100,
+        alert_timeout: 300_000,
         webhook: Some(WebhookConfig {
             url: crate::notify::Secret::new("http://127.0.0.1:9/"),
             status_url: None,
@@ -337,32 +338,32 @@ async fn cooldowns_and_stabilization_on_a_manual_clock() {
     assert_eq!(d.direction, Some(Direction::ScaleOut));
     assert_eq!(r.provider.calls(), vec![4]);
     // Still hot within the scale-out cooldown: held.
-    r.clock.advance(MIN);
+    r.clock.advance_ms(MIN);
     let d = r.step(Some(140.0)).await;
     assert_eq!(d.skip_reason, Some(SkipReason::ScaleOutCooldown));
     assert_eq!(d.desired, Some(8));
     // Cold within the scale-out cooldown: no scale-in either (the stabilization window,
     // holding 8 from 1m ago, is the first guard to say so).
-    r.clock.advance(MIN);
+    r.clock.advance_ms(MIN);
     let d = r.step(Some(10.0)).await;
     assert_eq!(d.skip_reason, Some(SkipReason::Stabilization));
     assert_eq!(r.provider.calls(), vec![4]);
     // Cooldown over, but the stabilization window still holds 8 (from 1m).
-    r.clock.advance(3 * MIN + 1);
+    r.clock.advance_ms(3 * MIN + 1);
     let d = r.step(Some(10.0)).await;
     assert_eq!(d.skip_reason, Some(SkipReason::Stabilization));
     // Past the window: scale in to the highest recommendation left (ceil(4*10/70) = 1).
-    r.clock.advance(5 * MIN);
+    r.clock.advance_ms(5 * MIN);
     let d = r.step(Some(10.0)).await;
     assert_eq!((d.outcome, d.desired), (Outcome::Updated, Some(1)));
     assert_eq!(d.direction, Some(Direction::ScaleIn));
     // A scale-out during the scale-in cooldown proceeds (and cancels it).
-    r.clock.advance(MIN);
+    r.clock.advance_ms(MIN);
     let d = r.step(Some(300.0)).await;
     assert_eq!((d.outcome, d.desired), (Outcome::Updated, Some(5)));
     assert_eq!(r.provider.calls(), vec![4, 1, 5]);
     // Within tolerance: nothing, and not audited.
-    r.clock.advance(10 * MIN);
+    r.clock.advance_ms(10 * MIN);
     let d = r.step(Some(72.0)).await;
     assert_eq!(d.skip_reason, Some(SkipReason::NoChange));
     let actions = r.actions();
@@ -390,13 +391,13 @@ async fn scale_in_cooldown_blocks_scale_in_and_max_caps() {
     let r = rig(vec![p], 6);
     let d = r.step(Some(35.0)).await; // 6 * 0.5 = 3
     assert_eq!(d.desired, Some(3));
-    r.clock.advance(MIN);
+    r.clock.advance_ms(MIN);
     let d = r.step(Some(35.0)).await; // would be 2
     assert_eq!(d.skip_reason, Some(SkipReason::ScaleInCooldown));
-    r.clock.advance(5 * MIN);
+    r.clock.advance_ms(5 * MIN);
     let d = r.step(Some(1000.0)).await; // ceil(3 * 14.3) = 43, capped at 6
     assert_eq!(d.desired, Some(6));
-    r.clock.advance(10 * MIN);
+    r.clock.advance_ms(10 * MIN);
     let d = r.step(Some(1000.0)).await; // already at max
     assert_eq!(d.skip_reason, Some(SkipReason::NoChange));
     assert_eq!(r.provider.calls(), vec![3, 6]);
@@ -409,7 +410,7 @@ async fn missing_data_dry_run_and_disable_scale_in() {
     let r = rig(vec![p], 2);
     let d = r.step(None).await;
     assert_eq!(d.skip_reason, Some(SkipReason::NoData));
-    r.clock.advance(MIN);
+    r.clock.advance_ms(MIN);
     r.step(None).await; // same skip: recorded once
     let d = r.step(Some(140.0)).await;
     assert_eq!(
@@ -444,16 +445,16 @@ async fn any_policy_scales_out_all_must_agree_to_scale_in() {
     r.metrics.set("q", Some(100.0)); // q: 8
     let d = r.step(Some(105.0)).await; // p: 6
     assert_eq!((d.policy.as_str(), d.desired), ("q", Some(8)));
-    r.clock.advance(10 * MIN);
+    r.clock.advance_ms(10 * MIN);
     r.metrics.set("q", Some(50.0)); // q: hold
     let d = r.step(Some(10.0)).await; // p wants in
     assert_eq!(d.skip_reason, Some(SkipReason::ScaleInNotAgreed));
-    r.clock.advance(1); // past the (zero) stabilization window of the last evaluation
+    r.clock.advance_ms(1); // past the (zero) stabilization window of the last evaluation
     r.metrics.set("q", Some(20.0)); // q: ceil(8 * 0.4) = 4
     let d = r.step(Some(35.0)).await; // p: 4 * ... ceil(8 * 0.5) = 4
     assert_eq!(d.desired, Some(4));
     r.metrics.set("q", None);
-    r.clock.advance(10 * MIN);
+    r.clock.advance_ms(10 * MIN);
     let d = r.step(Some(10.0)).await; // q has no data: no scale-in
     assert_eq!(d.skip_reason, Some(SkipReason::ScaleInNotAgreed));
 }
@@ -501,15 +502,30 @@ async fn step_policy_fires_on_alerts() {
             .await;
     assert_eq!(d[0].desired, Some(5));
     assert_eq!(d[0].metric_value, Some(0.2));
-    r.clock.advance(MIN);
+    r.clock.advance_ms(MIN);
     let d = r.c.evaluate().await; // still firing, in cooldown
     assert_eq!(d[0].skip_reason, Some(SkipReason::ScaleOutCooldown));
-    r.clock.advance(5 * MIN);
-    let d = r.c.evaluate().await; // still firing after the cooldown: another step
+    r.clock.advance_ms(5 * MIN);
+    // Re-sent by the rules after the cooldown: another step.
+    let d =
+        r.c.handle_alerts(&[alert("errors", 0.2, AlertStatus::Firing)])
+            .await;
     assert_eq!(d[0].desired, Some(8));
+    // An alert the rules stop sending without a resolved notice (its rule removed on
+    // reload) stops triggering the policy after `alert_timeout` (5 min).
+    r.clock.advance_ms(4 * MIN);
+    assert_eq!(
+        r.c.evaluate().await[0].skip_reason,
+        Some(SkipReason::ScaleOutCooldown)
+    );
+    r.clock.advance_ms(2 * MIN);
+    assert!(
+        r.c.evaluate().await.is_empty(),
+        "expired alert still scales"
+    );
     r.c.handle_alerts(&[alert("errors", 0.2, AlertStatus::Resolved)])
         .await;
-    r.clock.advance(10 * MIN);
+    r.clock.advance_ms(10 * MIN);
     assert!(r.c.evaluate().await.is_empty());
     assert!(r
         .c
@@ -554,7 +570,7 @@ proptest! {
             let mut last_out: Option<i64> = None;
             for o in ops {
                 match o {
-                    Op::Advance(ms) => r.clock.advance(ms),
+                    Op::Advance(ms) => r.clock.advance_ms(ms),
                     Op::Metric(m) => r.metrics.set("p", m),
                     Op::External(n) => *r.provider.cap.lock().unwrap() = Some(Capacity {
                         desired_count: n, running_count: n,

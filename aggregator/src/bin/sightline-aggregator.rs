@@ -199,6 +199,17 @@ async fn main() -> ExitCode {
         }
     };
     if cli.check_config {
+        // Rule files are part of the configuration: a broken one fails the check.
+        if let Some(rules) = config.rules_config() {
+            for file in &rules.rule_files {
+                if let Err(e) =
+                    sightline_aggregator::rules::load_file(file, rules.evaluation_interval_ms)
+                {
+                    eprintln!("sightline-aggregator: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
         match toml::to_string_pretty(&config) {
             Ok(text) => {
                 println!("# configuration is valid; effective settings:\n{text}");

@@ -236,8 +236,9 @@ fn yes() -> bool {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
-    /// Endpoint (http or https).
-    pub url: String,
+    /// Endpoint (http or https). It may carry a token, so it prints as `**REDACTED**`
+    /// (Alertmanager's `<secret>` URL).
+    pub url: Secret,
     /// Notify about resolved groups. Default true.
     #[serde(default = "yes")]
     pub send_resolved: bool,
@@ -315,7 +316,7 @@ impl NotifyConfig {
                 ));
             }
             for (j, w) in r.webhook_configs.iter().enumerate() {
-                check_url(&format!("{f}.webhook_configs[{j}].url"), &w.url)?;
+                check_url(&format!("{f}.webhook_configs[{j}].url"), w.url.expose())?;
             }
             for (j, p) in r.pagerduty_configs.iter().enumerate() {
                 let pf = format!("{f}.pagerduty_configs[{j}]");
@@ -576,6 +577,10 @@ mod tests {
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("0123456789abcdef"), "{dbg}");
         assert!(!dbg.contains("hooks.slack.com"), "{dbg}");
+        assert!(
+            !dbg.contains("hooks.internal"),
+            "webhook URLs are secrets: {dbg}"
+        );
         assert!(dbg.contains("**REDACTED**"));
         let json = serde_json::to_string(&c).unwrap();
         assert!(!json.contains("0123456789abcdef"));

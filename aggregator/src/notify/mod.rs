@@ -12,7 +12,6 @@
 //! - [`data`]: template data shared by the payloads (subject, common labels, links);
 //! - [`webhook`], [`pagerduty`], [`slack`]: the payloads;
 //! - [`retry`]: HTTP delivery with backoff and audit records;
-//! - [`clock`]: the injectable clock.
 //!
 //! Use:
 //!
@@ -27,7 +26,6 @@
 //! # Ok(()) }
 //! ```
 
-pub mod clock;
 pub mod config;
 pub mod data;
 pub mod dispatch;
@@ -46,11 +44,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alert::{ActionLog, Alert};
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use config::{NotifyConfig, NotifyConfigError, Secret};
 pub use dispatch::{Dispatcher, Flush, IntegrationId, IntegrationKind, Notification};
 pub use retry::{AuditContext, Deliverer, DeliveryError, Request, RetryPolicy};
 pub use route::RouteTree;
+
+/// Longest wait on the way out for deliveries under way.
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
 
 /// Why a [`Notifier`] could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -155,7 +156,7 @@ impl Notifier {
     /// Runs until `shutdown` is cancelled or `alerts` closes: takes in each batch as it
     /// arrives, flushes groups when due, delivers in the background (one task per group
     /// flush, bounded by the group's `group_interval`). Deliveries under way are awaited
-    /// on the way out; groups still waiting are dropped.
+    /// on the way out for at most [`SHUTDOWN_DRAIN`]; groups still waiting are dropped.
     pub async fn run(
         mut self,
         mut alerts: mpsc::Receiver<Vec<Alert>>,
@@ -199,10 +200,17 @@ impl Notifier {
                 }
             }
         }
-        while let Some(done) = inflight.join_next().await {
-            if let Ok((flush, ok)) = done {
-                self.dispatcher.complete(flush, &ok, self.clock.now_ms());
+        // Deliveries under way get a bounded time to finish (retries included), so a
+        // receiver that is down does not hold up the shutdown.
+        let drain = async {
+            while let Some(done) = inflight.join_next().await {
+                if let Ok((flush, ok)) = done {
+                    self.dispatcher.complete(flush, &ok, self.clock.now_ms());
+                }
             }
+        };
+        if tokio::time::timeout(SHUTDOWN_DRAIN, drain).await.is_err() {
+            tracing::warn!("notifications still being delivered at shutdown were abandoned");
         }
     }
 }
@@ -223,7 +231,7 @@ pub fn build_request(config: &NotifyConfig, n: &Notification) -> Result<Request,
         IntegrationKind::Webhook => {
             let c = receiver.webhook_configs.get(i).ok_or_else(missing)?;
             (
-                c.url.clone(),
+                c.url.expose().to_string(),
                 serde_json::to_vec(&webhook::payload(n, c, ext)),
             )
         }

@@ -17,7 +17,7 @@ use sightline_model::event::{LogEvent, SourceKind};
 
 use crate::alert::ActionLog;
 
-use super::clock::Clock;
+use crate::clock::Clock;
 
 /// Retry and timeout settings (not in the TOML: the defaults follow PagerDuty's and
 /// Slack's guidance).

@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -39,11 +38,24 @@ pub struct RuleManagerConfig {
     #[serde(default = "default_lookback", with = "super::duration::serde_ms")]
     pub lookback_ms: i64,
     /// Sightline's externally reachable URL; alerts link to
-    /// `<external_url>/rules?group=<group>&alert=<alert>` (`generator_url`).
+    /// `<external_url>/api/v1/rules?group=<group>&alert=<alert>` (`generator_url`). In the
+    /// aggregator's config it may be omitted: the top-level `external_url` is used.
+    #[serde(default)]
     pub external_url: String,
     /// Where the alert state is persisted (none: state does not survive restarts).
+    /// In the aggregator's config it defaults to `<data_dir>/alerts/state.json`.
     #[serde(default)]
     pub state_file: Option<PathBuf>,
+    /// Sample log lines (with their correlation IDs) attached to each firing alert that
+    /// has a `service` label, from that service's logs in the last `lookback` before the
+    /// evaluation: error and fatal lines first, then any lines (default 5, at most 100;
+    /// 0 turns samples off). Applied by the aggregator, not by the manager.
+    #[serde(default = "default_log_samples")]
+    pub log_samples: usize,
+}
+
+fn default_log_samples() -> usize {
+    5
 }
 
 fn default_interval() -> i64 {
@@ -70,6 +82,9 @@ impl RuleManagerConfig {
                 self.external_url
             ));
         }
+        if self.log_samples > 100 {
+            return bad(format!("log_samples = {} is above 100", self.log_samples));
+        }
         Ok(())
     }
 }
@@ -88,47 +103,7 @@ pub enum RuleManagerError {
     DuplicateFile(PathBuf),
 }
 
-/// Source of the current time (Unix ms).
-pub trait Clock: Send + Sync {
-    /// Now, Unix ms.
-    fn now_ms(&self) -> i64;
-}
-
-/// The system clock.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64)
-    }
-}
-
-/// A clock set by hand (tests).
-#[derive(Default)]
-pub struct ManualClock(pub AtomicI64);
-
-impl ManualClock {
-    /// A clock at `ms`.
-    pub fn new(ms: i64) -> Self {
-        ManualClock(AtomicI64::new(ms))
-    }
-    /// Sets the time.
-    pub fn set(&self, ms: i64) {
-        self.0.store(ms, Ordering::SeqCst);
-    }
-    /// Moves the time forward.
-    pub fn advance(&self, ms: i64) {
-        self.0.fetch_add(ms, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+pub use crate::clock::{Clock, ManualClock, SystemClock};
 
 /// Health of one rule after its last evaluation (for the rules API).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -161,6 +136,9 @@ struct GroupRuntime {
 }
 
 type RuleKey = (PathBuf, String, String, BTreeMap<String, String>);
+
+/// A rule's last evaluation time (Unix ms) and error, carried over reloads.
+type Health = (Option<i64>, Option<String>);
 
 fn key_of(file: &std::path::Path, group: &str, r: &AlertingRule) -> RuleKey {
     (
@@ -287,16 +265,35 @@ impl RuleManager {
     pub fn reload_files(&mut self, files: Vec<PathBuf>) -> Result<(), RuleManagerError> {
         let defs = load_all(&files, self.config.evaluation_interval_ms)?;
         let mut states: BTreeMap<RuleKey, Vec<RuleState>> = BTreeMap::new();
+        // Health carries over too (as Prometheus' `CopyState`): last evaluation and error.
+        let mut health: BTreeMap<RuleKey, Vec<Health>> = BTreeMap::new();
         for g in &mut self.groups {
             for r in &mut g.rules {
+                let key = key_of(&g.def.file, &g.def.name, &r.rule);
+                health
+                    .entry(key.clone())
+                    .or_default()
+                    .push((r.last_eval_ms, r.last_error.take()));
                 states
-                    .entry(key_of(&g.def.file, &g.def.name, &r.rule))
+                    .entry(key)
                     .or_default()
                     .push(std::mem::take(&mut r.state));
             }
         }
         self.config.rule_files = files;
         self.install(defs, states);
+        for v in health.values_mut() {
+            v.reverse();
+        }
+        for g in &mut self.groups {
+            for r in &mut g.rules {
+                let key = key_of(&g.def.file, &g.def.name, &r.rule);
+                if let Some((eval, error)) = health.get_mut(&key).and_then(Vec::pop) {
+                    r.last_eval_ms = eval;
+                    r.last_error = error;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -323,9 +320,13 @@ impl RuleManager {
     pub fn evaluate_due(&mut self) -> Vec<Vec<Alert>> {
         let now = self.clock.now_ms();
         let mut out = Vec::new();
+        // Every group due now reads the store at the same timestamp: each distinct read
+        // once (see `round_cache`).
+        let source = self.source.clone();
+        let cache = super::round_cache::RoundCache::new(source.as_ref());
         for gi in 0..self.groups.len() {
             if self.groups[gi].next_eval_ms <= now {
-                out.push(self.evaluate_group(gi, now));
+                out.push(self.evaluate_group(gi, now, &cache));
                 let g = &mut self.groups[gi];
                 let missed = (now - g.next_eval_ms) / g.def.interval_ms;
                 g.next_eval_ms += (missed + 1) * g.def.interval_ms;
@@ -337,7 +338,7 @@ impl RuleManager {
         out
     }
 
-    fn evaluate_group(&mut self, gi: usize, ts: i64) -> Vec<Alert> {
+    fn evaluate_group(&mut self, gi: usize, ts: i64, source: &dyn SeriesSource) -> Vec<Alert> {
         let opts = EvalOptions {
             lookback_ms: self.config.lookback_ms,
         };
@@ -345,7 +346,7 @@ impl RuleManager {
         let mut alerts = Vec::new();
         for r in &mut g.rules {
             r.last_eval_ms = Some(ts);
-            let result = eval_with(&r.rule.expr, self.source.as_ref(), ts, &opts)
+            let result = eval_with(&r.rule.expr, source, ts, &opts)
                 .map_err(|e| e.to_string())
                 .and_then(|v| {
                     let els = v
@@ -482,7 +483,7 @@ fn element(rule: &AlertingRule, mut series: Labels, value: f64) -> ResultElement
     }
 }
 
-/// `<external_url>/rules?group=<g>&alert=<a>`, query values percent-encoded.
+/// `<external_url>/api/v1/rules?group=<g>&alert=<a>`, query values percent-encoded.
 pub fn generator_url(external_url: &str, group: &str, alert: &str) -> String {
     fn enc(s: &str) -> String {
         s.bytes()
@@ -495,7 +496,7 @@ pub fn generator_url(external_url: &str, group: &str, alert: &str) -> String {
             .collect()
     }
     format!(
-        "{}/rules?group={}&alert={}",
+        "{}/api/v1/rules?group={}&alert={}",
         external_url.trim_end_matches('/'),
         enc(group),
         enc(alert)

@@ -12,6 +12,8 @@
 //! - `state.rs`: the per-rule alert state machine (`rules/alerting.go` semantics) and the
 //!   persisted state file.
 //! - `manager.rs`: [`RuleManager`]: scheduling, reload, persistence, delivery.
+//! - `round_cache.rs`: [`round_cache::RoundCache`], each distinct series read once per
+//!   evaluation round.
 //! - `tests.rs`: the in-memory `SeriesSource` fixture; parser, file and evaluator tests.
 //! - `state_tests.rs`: state-machine property tests (reference model, restarts) and
 //!   manager tests through real files.
@@ -21,6 +23,7 @@ pub mod eval;
 pub mod expr;
 pub mod file;
 pub mod manager;
+pub mod round_cache;
 pub mod state;
 pub mod template;
 
@@ -35,4 +38,4 @@ pub use template::{Template, TemplateError};
 #[cfg(test)]
 mod state_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

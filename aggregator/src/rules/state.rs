@@ -278,8 +278,8 @@ impl StateFile {
             .map_err(|e| invalid(e.to_string()))
     }
 
-    /// Writes `path` atomically: a temp file in the same directory, fsync, rename, fsync
-    /// of the directory.
+    /// Writes `path` atomically: a temp file in the same directory (created if missing),
+    /// fsync, rename, fsync of the directory.
     pub fn save(&self, path: &Path) -> Result<(), StateFileError> {
         let io = |source| StateFileError::Io {
             path: path.into(),
@@ -289,6 +289,7 @@ impl StateFile {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(io)?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
         let json = serde_json::to_vec_pretty(self).map_err(|e| StateFileError::Invalid {
             path: path.into(),

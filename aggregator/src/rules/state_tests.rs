@@ -227,7 +227,8 @@ fn harness() -> Harness {
         evaluation_interval_ms: 10_000,
         lookback_ms: 60_000,
         external_url: "https://sightline.example/".into(),
-        state_file: Some(dir.path().join("alerts.json")),
+        state_file: Some(dir.path().join("alerts").join("alerts.json")), // dir made on save
+        log_samples: 5,
     };
     Harness {
         _dir: dir,
@@ -244,7 +245,7 @@ impl Harness {
     }
     /// Sets error_rate at the clock's time and evaluates what is due.
     fn tick(&self, m: &mut RuleManager, rate: Option<f64>) -> Vec<Vec<crate::alert::Alert>> {
-        self.clock.advance(10_000);
+        self.clock.advance_ms(10_000);
         if let Some(v) = rate {
             self.source.add(
                 "error_rate",
@@ -289,7 +290,7 @@ fn manager_fires_resolves_and_builds_alerts() {
     );
     assert_eq!(
         a.generator_url,
-        "https://sightline.example/rules?group=checkout&alert=HighErrorRate"
+        "https://sightline.example/api/v1/rules?group=checkout&alert=HighErrorRate"
     );
     assert!(a.samples.is_empty());
     assert!(m.status()[0].last_error.is_none());
@@ -305,7 +306,7 @@ fn manager_fires_resolves_and_builds_alerts() {
     // Re-sent as resolved for 15 min, then dropped.
     h.clock.set(1_100_000 + RESOLVED_RETENTION_MS);
     assert_eq!(m.evaluate_due()[0].len(), 1);
-    h.clock.advance(10_000);
+    h.clock.advance_ms(10_000);
     assert_eq!(m.evaluate_due(), vec![Vec::<crate::alert::Alert>::new()]);
 }
 
@@ -335,7 +336,11 @@ fn state_survives_restart_through_the_file_and_reload_keeps_it() {
     assert_eq!(sent[0][0].starts_at_ms, 1_030_000);
     // Reload with a longer `for`: state kept, firing goes back to pending.
     std::fs::write(&h.rules, RULES.replace("for: 30s", "for: 5m")).unwrap();
+    let evaluated = m.status()[0].last_evaluation_ms;
+    assert!(evaluated.is_some());
     m.reload().unwrap();
+    // Health carries over a reload, as Prometheus' `CopyState`.
+    assert_eq!(m.status()[0].last_evaluation_ms, evaluated);
     assert_eq!(h.tick(&mut m, Some(0.08)), vec![vec![]]);
     assert_eq!(m.status()[0].alerts[0].active_at_ms, 1_000_000);
     // A broken reload keeps the current rules and reports line:column.

@@ -33,6 +33,10 @@ pub enum ApiError {
     /// The route exists but not for this method (405, `"method not allowed"`).
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// API tokens are configured and the request has no valid `Authorization: Bearer`
+    /// token (401, `"unauthorized"`, with `WWW-Authenticate: Bearer`).
+    #[error("a valid API token is required (Authorization: Bearer <token>)")]
+    Unauthorized,
 }
 
 impl ApiError {
@@ -75,6 +79,7 @@ impl IntoResponse for ApiError {
             ApiError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload too large"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
         };
         let reason = if matches!(self, ApiError::Internal(_)) {
             tracing::error!(error = %self, "request failed");
@@ -82,7 +87,14 @@ impl IntoResponse for ApiError {
         } else {
             Some(self.to_string())
         };
-        (status, Json(ErrorBody { error, reason })).into_response()
+        let mut resp = (status, Json(ErrorBody { error, reason })).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        resp
     }
 }
 

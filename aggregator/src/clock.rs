@@ -1,4 +1,5 @@
-//! Time for the notifier, injectable so tests drive timers and backoffs without sleeping.
+//! Time for rules, notifications and autoscaling: one injectable clock, so tests drive
+//! evaluations, timers and backoffs without sleeping.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -67,6 +68,18 @@ impl ManualClock {
     pub fn advance(&self, d: Duration) {
         let add = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         self.now.fetch_add(add, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// Sets the time (sleeps that are due wake up).
+    pub fn set(&self, now_ms: i64) {
+        self.now.store(now_ms, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// Moves time forward by `ms` milliseconds.
+    pub fn advance_ms(&self, ms: i64) {
+        self.now.fetch_add(ms, Ordering::SeqCst);
         self.notify.notify_waiters();
     }
 
