@@ -162,7 +162,7 @@ pub async fn run(
     let wake = Arc::new(tokio::sync::Notify::new());
     let docker_host = std::env::var("DOCKER_HOST").ok();
     let socket = cfg.docker_engine.socket_path(docker_host.as_deref());
-    if cfg.docker_engine.active(&socket) {
+    if cfg.docker_engine.active(&socket, docker_host.as_deref()) {
         let ctx = EngineContext {
             cfg: cfg.docker_engine.clone(),
             socket: socket.clone(),

@@ -28,36 +28,44 @@ fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// Builds [`IMAGE`] once per process: `FROM scratch`, busybox plus applet links, entrypoint
-/// `/bin/sh -c`. Needs a *static* busybox (Debian's `busybox-static`).
+/// Builds [`IMAGE`] on the engine at `docker_host` (`unix://…`; `None`: the machine's own):
+/// `FROM scratch`, busybox plus applet links, entrypoint `/bin/sh -c`. Needs a *static*
+/// busybox (Debian's `busybox-static`).
+pub fn build_image(docker_host: Option<&str>) {
+    let ctx = tempfile::tempdir().unwrap();
+    let bin = ctx.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(busybox(), bin.join("busybox"))
+        .expect("busybox binary (apt-get install busybox-static)");
+    for a in APPLETS {
+        std::os::unix::fs::symlink("busybox", bin.join(a)).unwrap();
+    }
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM scratch\nCOPY bin /bin\nENTRYPOINT [\"/bin/sh\", \"-c\"]\n",
+    )
+    .unwrap();
+    let mut cmd = Command::new("docker");
+    if let Some(h) = docker_host {
+        cmd.args(["-H", h]);
+    }
+    let out = cmd
+        .args(["build", "-q", "-t", IMAGE])
+        .arg(ctx.path())
+        .env("DOCKER_BUILDKIT", "0")
+        .output()
+        .expect("docker build");
+    assert!(
+        out.status.success(),
+        "docker build failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Builds [`IMAGE`] on the machine's engine, once per process.
 pub fn ensure_image() {
     static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let ctx = tempfile::tempdir().unwrap();
-        let bin = ctx.path().join("bin");
-        std::fs::create_dir_all(&bin).unwrap();
-        std::fs::copy(busybox(), bin.join("busybox"))
-            .expect("busybox binary (apt-get install busybox-static)");
-        for a in APPLETS {
-            std::os::unix::fs::symlink("busybox", bin.join(a)).unwrap();
-        }
-        std::fs::write(
-            ctx.path().join("Dockerfile"),
-            "FROM scratch\nCOPY bin /bin\nENTRYPOINT [\"/bin/sh\", \"-c\"]\n",
-        )
-        .unwrap();
-        let out = Command::new("docker")
-            .args(["build", "-q", "-t", IMAGE])
-            .arg(ctx.path())
-            .env("DOCKER_BUILDKIT", "0")
-            .output()
-            .expect("docker build");
-        assert!(
-            out.status.success(),
-            "docker build failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
+    BUILT.get_or_init(|| build_image(None));
 }
 
 /// A container started by a test; removed (with its logs) on drop.

@@ -6,12 +6,14 @@
 //! - [`Broker`]: a tansu broker on a free loopback port, in-memory storage.
 //! - [`Proc`]: a child process killed on drop (SIGKILL on demand, for crash tests).
 //! - [`docker`]: the `FROM scratch` busybox test image and container helpers.
+//! - [`dockerd`]: a private Docker engine the test may stop and restart.
 //! - [`api`]: the query API client.
 //! - [`moto`]: moto's ECS API server, for autoscaling.
 //! - [`webhook`]: a webhook receiver that keeps what notifications POST.
 
 pub mod api;
 pub mod docker;
+pub mod dockerd;
 pub mod kafka;
 pub mod moto;
 pub mod proxy;

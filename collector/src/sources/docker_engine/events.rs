@@ -258,6 +258,7 @@ pub async fn run(
             if !connected {
                 connected = true;
                 backoff.reset();
+                tracing::info!(socket = %socket.display(), "receiving Docker events");
             }
             if wakes_discovery(&msg) {
                 discovery.notify_one();

@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DockerEngineConfig {
-    /// Use the engine API at all. Default: on when the socket exists.
+    /// Use the engine API at all. Default: on when `socket` or `$DOCKER_HOST` names the
+    /// socket (the collector then waits for an engine that is not up yet, retrying with
+    /// backoff), or when `/var/run/docker.sock` exists at start.
     pub enabled: Option<bool>,
     /// The engine's unix socket. Default: the path of `$DOCKER_HOST` when it is a
     /// `unix://` URL, else `/var/run/docker.sock`.
@@ -144,10 +146,16 @@ impl DockerEngineConfig {
         }
     }
 
-    /// Whether to use the engine: [`DockerEngineConfig::enabled`], else whether `socket`
-    /// exists.
-    pub fn active(&self, socket: &std::path::Path) -> bool {
-        self.enabled.unwrap_or_else(|| socket.exists())
+    /// Whether to use the engine: [`DockerEngineConfig::enabled`], else whether the socket
+    /// was named (in `socket`, or by `docker_host` = `$DOCKER_HOST` as `unix://…`), else
+    /// whether the default socket `socket` exists. A named socket that is missing is an
+    /// engine not started yet: the event and stats sources retry until it answers.
+    pub fn active(&self, socket: &std::path::Path, docker_host: Option<&str>) -> bool {
+        self.enabled.unwrap_or_else(|| {
+            self.socket.is_some()
+                || docker_host.is_some_and(|h| h.starts_with("unix://"))
+                || socket.exists()
+        })
     }
 }
 
@@ -204,6 +212,7 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn socket_from_docker_host() {
@@ -217,6 +226,19 @@ mod tests {
             PathBuf::from("/var/run/docker.sock")
         );
         assert_eq!(c.socket_path(None), PathBuf::from("/var/run/docker.sock"));
+    }
+
+    #[test]
+    fn a_named_socket_is_followed_before_the_engine_is_up() {
+        let missing = Path::new("/nonexistent/docker.sock");
+        let mut c = DockerEngineConfig::default();
+        assert!(!c.active(missing, None), "default socket absent: off");
+        assert!(!c.active(missing, Some("tcp://10.0.0.1:2375")));
+        assert!(c.active(missing, Some("unix:///nonexistent/docker.sock")));
+        c.socket = Some(missing.to_path_buf());
+        assert!(c.active(missing, None), "socket named in the config: on");
+        c.enabled = Some(false);
+        assert!(!c.active(missing, None), "enabled = false wins");
     }
 
     #[test]
