@@ -4,6 +4,7 @@
 pub mod buffers;
 pub mod kafka;
 pub mod oversize;
+pub mod oversize_records;
 pub mod producer;
 pub mod records;
 pub mod spooled;

@@ -14,7 +14,8 @@
 //! Nothing is sent to a topic before it is known to exist (Kafka may be unreachable at
 //! start-up); the records wait, as a failing delivery does (the channels feeding the sink
 //! are bounded: their sources then wait too). A failed delivery is retried with backoff
-//! until it succeeds: records are never dropped while the collector runs. On shutdown,
+//! until it succeeds: records are never dropped while the collector runs. A record Kafka
+//! refuses as too large is split or cut instead ([`super::oversize_records`]). On shutdown,
 //! records Kafka has not acknowledged (or whose topic is not known) within `shutdown_grace`
 //! are left; for audit events the cursor was not advanced, so they are read again from the
 //! engine on the next start.
@@ -24,6 +25,8 @@ use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
+use super::oversize::too_large;
+use super::oversize_records::{shrink_audit, shrink_metrics};
 use super::producer::{OutRecord, Payload, ProducerHandle};
 use super::topics::Partitions;
 use sightline_model::kafka::{
@@ -104,9 +107,20 @@ pub fn metric_key(b: &MetricBatch) -> String {
         .unwrap_or_else(|| b.resource.service.clone())
 }
 
+/// How [`RecordSink::deliver`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// Kafka acknowledged the message.
+    Acked,
+    /// Kafka refused it as too large: sending it again as it is would fail forever.
+    TooLarge,
+    /// Shutdown began and the grace period passed without an acknowledgement.
+    GaveUp,
+}
+
 impl RecordSink {
-    /// Sends one message, retrying until Kafka acknowledges it. False when shutdown began
-    /// and the grace period passed without an acknowledgement.
+    /// Sends one message, retrying until Kafka acknowledges it, refuses it as too large, or
+    /// shutdown began and the grace period passed.
     async fn deliver(
         &self,
         (topic, ready): (&str, &Partitions),
@@ -114,11 +128,11 @@ impl RecordSink {
         payload: &Payload,
         content_type: &str,
         shutdown: &watch::Receiver<bool>,
-    ) -> bool {
+    ) -> Delivery {
         let mut backoff = Backoff::new(Duration::from_secs(5));
         let mut deadline: Option<tokio::time::Instant> = None;
         if ready.get().is_none() && !self.wait_ready(topic, ready, shutdown, &mut deadline).await {
-            return false;
+            return Delivery::GaveUp;
         }
         loop {
             let version = SCHEMA_VERSION.to_string();
@@ -140,7 +154,7 @@ impl RecordSink {
                                 tokio::time::Instant::now() + self.shutdown_grace
                             });
                             if tokio::time::Instant::now() >= d {
-                                return false;
+                                return Delivery::GaveUp;
                             }
                         }
                         tokio::time::sleep(Duration::from_millis(5)).await
@@ -152,13 +166,18 @@ impl RecordSink {
                 Ok((generation, delivery)) => match delivery.await {
                     Ok(Ok(())) => {
                         self.stats.add_batches_sent(1);
-                        return true;
+                        return Delivery::Acked;
                     }
                     Ok(Err(e)) => Some((generation, e)),
                     Err(_) => None, // the producer was replaced before reporting
                 },
                 Err(e) => Some((self.producer.get().0, e)),
             };
+            if let Some((_, e)) = &outcome {
+                if too_large(e) {
+                    return Delivery::TooLarge;
+                }
+            }
             self.stats.add_send_retries(1);
             match outcome {
                 Some((generation, e)) => {
@@ -171,10 +190,20 @@ impl RecordSink {
                 let d = *deadline
                     .get_or_insert_with(|| tokio::time::Instant::now() + self.shutdown_grace);
                 if tokio::time::Instant::now() >= d {
-                    return false;
+                    return Delivery::GaveUp;
                 }
             }
             tokio::time::sleep(backoff.next_delay()).await;
+        }
+    }
+
+    /// After a record could not be made smaller: waits before it is sent again as it is
+    /// (the limit may be raised meanwhile). False when shutdown began.
+    async fn pause_unshrinkable(shutdown: &watch::Receiver<bool>) -> bool {
+        let mut watch = shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => !*shutdown.borrow(),
+            _ = watch.wait_for(|s| *s) => false,
         }
     }
 
@@ -205,10 +234,12 @@ impl RecordSink {
         shutdown: watch::Receiver<bool>,
     ) {
         while let Some(batches) = rx.recv().await {
-            for b in batches {
+            // A stack, so that the halves of a batch too large go first, in order.
+            let mut todo: Vec<MetricBatch> = batches.into_iter().rev().collect();
+            while let Some(b) = todo.pop() {
                 let payload = Payload::from(encode_metrics(std::slice::from_ref(&b)));
                 let n = b.points.len() as u64;
-                if !self
+                let sent = self
                     .deliver(
                         (&self.metrics_topic, &self.metrics_ready),
                         &metric_key(&b),
@@ -216,14 +247,21 @@ impl RecordSink {
                         CONTENT_TYPE_OTLP_METRICS,
                         &shutdown,
                     )
-                    .await
-                {
-                    tracing::warn!(
-                        "shutdown: metric samples not acknowledged by Kafka were not sent"
-                    );
-                    return;
+                    .await;
+                match sent {
+                    Delivery::Acked => self.stats.add_metrics_sent(n),
+                    Delivery::TooLarge => match shrink_metrics(&b, &self.stats) {
+                        Some(parts) => todo.extend(parts.into_iter().rev()),
+                        None if Self::pause_unshrinkable(&shutdown).await => todo.push(b),
+                        None => return,
+                    },
+                    Delivery::GaveUp => {
+                        tracing::warn!(
+                            "shutdown: metric samples not acknowledged by Kafka were not sent"
+                        );
+                        return;
+                    }
                 }
-                self.stats.add_metrics_sent(n);
             }
         }
     }
@@ -259,26 +297,48 @@ impl RecordSink {
                     .iter()
                     .map(|a| a.event.clone())
                     .collect();
-                let payload = Payload::from(encode_audit(&events));
-                if !self
-                    .deliver(
-                        (&self.audit_topic, &self.audit_ready),
-                        &key,
-                        &payload,
-                        CONTENT_TYPE_OTLP_LOGS,
-                        &shutdown,
-                    )
-                    .await
-                {
+                if !self.deliver_audit_run(&key, events, &shutdown).await {
                     tracing::warn!("shutdown: audit events not acknowledged by Kafka will be read again from their source");
                     return;
                 }
-                self.stats.add_audit_sent(events.len() as u64);
                 self.store_positions(&pending[start..end], &mut files);
                 start = end;
             }
             pending.clear();
         }
+    }
+
+    /// Sends one actor's run of audit events, split or cut when Kafka refuses it as too
+    /// large. False when shutdown ended it before every event was acknowledged.
+    async fn deliver_audit_run(
+        &self,
+        key: &str,
+        events: Vec<AuditEvent>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> bool {
+        let mut todo = vec![events];
+        while let Some(run) = todo.pop() {
+            let payload = Payload::from(encode_audit(&run));
+            let sent = self
+                .deliver(
+                    (&self.audit_topic, &self.audit_ready),
+                    key,
+                    &payload,
+                    CONTENT_TYPE_OTLP_LOGS,
+                    shutdown,
+                )
+                .await;
+            match sent {
+                Delivery::Acked => self.stats.add_audit_sent(run.len() as u64),
+                Delivery::TooLarge => match shrink_audit(&run, &self.stats) {
+                    Some(parts) => todo.extend(parts.into_iter().rev()),
+                    None if Self::pause_unshrinkable(shutdown).await => todo.push(run),
+                    None => return false,
+                },
+                Delivery::GaveUp => return false,
+            }
+        }
+        true
     }
 
     /// Stores the last position of each source among `acked`.
@@ -320,8 +380,18 @@ mod tests {
     use sightline_model::MetricPoint;
 
     fn sink(brokers: &str, dir: &std::path::Path, metrics_ready: Partitions) -> RecordSink {
+        sink_with(brokers, dir, metrics_ready, BTreeMap::new())
+    }
+
+    fn sink_with(
+        brokers: &str,
+        dir: &std::path::Path,
+        metrics_ready: Partitions,
+        client: BTreeMap<String, String>,
+    ) -> RecordSink {
         let kafka = crate::config::KafkaConfig {
             brokers: brokers.into(),
+            client,
             ..Default::default()
         };
         RecordSink {
@@ -370,6 +440,135 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(stats.snapshot().metrics_sent, 1);
+    }
+
+    /// Every message of `topic` (one partition) until none came for a second.
+    fn read_topic(brokers: &str, topic: &str) -> Vec<Vec<u8>> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", "records-test")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, 0, Offset::Beginning)
+            .unwrap();
+        c.assign(&tpl).unwrap();
+        let mut out = Vec::new();
+        let mut idle = std::time::Instant::now();
+        while idle.elapsed() < Duration::from_secs(1) {
+            if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+                out.push(m.payload().unwrap_or_default().to_vec());
+                idle = std::time::Instant::now();
+            }
+        }
+        out
+    }
+
+    /// The producer's `message.max.bytes` below a record: audit runs are split, a lone
+    /// event's longest text cut and marked, a metric batch split by points; every record
+    /// arrives, in order, and the event cursor moves to the last one.
+    #[tokio::test]
+    async fn records_too_large_for_kafka_are_split_or_cut_never_stuck() {
+        use crate::sinks::oversize_records::{TRUNCATED_ATTR, TRUNCATED_FIELD_ATTR};
+        use sightline_model::{decode_audit, decode_metrics, Actor};
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("metrics", 1, 1).unwrap();
+        cluster.create_topic("audit", 1, 1).unwrap();
+        let brokers = cluster.bootstrap_servers();
+        let dir = tempfile::tempdir().unwrap();
+        let client = BTreeMap::from([("message.max.bytes".to_string(), "1500".to_string())]);
+        let mut s = sink_with(&brokers, dir.path(), Partitions::known(1), client);
+        s.audit_ready = Partitions::known(1);
+        let stats = s.stats.clone();
+        let cursors = s.cursors.clone();
+        let (atx, arx) = mpsc::channel(16);
+        let (mtx, mrx) = mpsc::channel(4);
+        let (_stop, shutdown) = watch::channel(false);
+        let audit_task = tokio::spawn(s.clone().run_audit(arx, shutdown.clone()));
+        let metrics_task = tokio::spawn(s.run_metrics(mrx, shutdown));
+
+        // Six events of one actor (one run, ~1.8 kB together), the last with a 4 kB command.
+        let events: Vec<AuditEvent> = (1..=6u64)
+            .map(|i| AuditEvent {
+                time_ns: i * 1_000_000_000,
+                action: "container.exec_start".into(),
+                actor: Actor {
+                    id: "c1".into(),
+                    ..Default::default()
+                },
+                message: format!("exec {i} {}", "m".repeat(200)),
+                attributes: BTreeMap::from([(
+                    "exec.command".to_string(),
+                    if i == 6 {
+                        "x".repeat(4000)
+                    } else {
+                        "sh".into()
+                    },
+                )]),
+                ..Default::default()
+            })
+            .collect();
+        for e in &events {
+            atx.send(AuditItem {
+                event: e.clone(),
+                position: AuditPosition::DockerEvents(e.time_ns),
+            })
+            .await
+            .unwrap();
+        }
+        // 60 points of ~60 bytes each: one message would be ~4 kB.
+        let batch = MetricBatch {
+            time_ns: 7,
+            points: (0..60)
+                .map(|i| {
+                    MetricPoint::gauge(&format!("container.test.metric_{i:02}"), "1", i as f64)
+                })
+                .collect(),
+            ..Default::default()
+        };
+        mtx.send(vec![batch.clone()]).await.unwrap();
+        drop((atx, mtx));
+        for t in [audit_task, metrics_task] {
+            tokio::time::timeout(Duration::from_secs(30), t)
+                .await
+                .expect("the sink is not stuck on records too large")
+                .unwrap();
+        }
+
+        let got: Vec<AuditEvent> = read_topic(&brokers, "audit")
+            .iter()
+            .flat_map(|p| decode_audit(p).unwrap())
+            .collect();
+        assert_eq!(got.len(), 6, "every audit event, once");
+        assert_eq!(
+            &got[..5],
+            &events[..5],
+            "in order, the small ones as they were"
+        );
+        let cut = &got[5];
+        assert_eq!(cut.time_ns, events[5].time_ns);
+        assert!(cut.attributes["exec.command"].len() < 1500);
+        assert!(events[5].attributes["exec.command"].starts_with(&cut.attributes["exec.command"]));
+        assert_eq!(cut.attributes[TRUNCATED_ATTR], "4000");
+        assert_eq!(cut.attributes[TRUNCATED_FIELD_ATTR], "exec.command");
+        assert_eq!(
+            cursors.load().unwrap()[DOCKER_EVENTS_CURSOR],
+            6_000_000_000 - 1_000_000_000,
+            "the cursor follows the last acknowledged event"
+        );
+
+        let parts: Vec<MetricBatch> = read_topic(&brokers, "metrics")
+            .iter()
+            .flat_map(|p| decode_metrics(p).unwrap())
+            .collect();
+        assert!(parts.len() >= 4, "split: {} messages", parts.len());
+        let points: Vec<_> = parts.iter().flat_map(|b| b.points.clone()).collect();
+        assert_eq!(points, batch.points, "every point, in order");
+        let snap = stats.snapshot();
+        assert_eq!((snap.audit_sent, snap.metrics_sent), (6, 60));
+        assert_eq!(snap.events_truncated, 1);
     }
 
     /// Shutdown while the topic is still unknown: the sink gives up after the grace period.

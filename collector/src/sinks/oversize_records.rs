@@ -1,0 +1,240 @@
+//! Metric and audit records Kafka refuses as too large (`MessageSizeTooLarge`), handled as
+//! log batches are (see [`super::oversize`]): never re-sent as they are, which would stall
+//! their topic forever, never dropped.
+//!
+//! - A run of audit events is split into two halves, in order. One audit event alone too
+//!   large (a `docker exec` with a 2 MB command line, a container with huge labels) has its
+//!   longest text — the message or one attribute value — cut to half its size, on a UTF-8
+//!   boundary, and is marked: [`TRUNCATED_ATTR`] = that text's original size in bytes,
+//!   [`TRUNCATED_FIELD_ATTR`] = which text (`message` or the attribute's name).
+//! - A metric batch is split into two batches of the same resource and instant, each with
+//!   half its points. One point alone too large has its longest resource or point attribute
+//!   value cut the same way, marked in the resource attributes.
+//!
+//! Both count in `sightline_collector_kafka_batches_split_total` and, for the first cut of a
+//! record, `sightline_collector_events_truncated_total`.
+
+use std::collections::BTreeMap;
+
+use sightline_model::{AuditEvent, MetricBatch};
+
+pub use super::oversize::TRUNCATED_ATTR;
+use crate::stats::Stats;
+
+/// Attribute naming the text that was cut: `message`, or an attribute's name.
+pub const TRUNCATED_FIELD_ATTR: &str = "sightline.truncated.field";
+
+/// Cuts `text` to half its length on a char boundary; returns the new length.
+fn halve(text: &mut String) -> usize {
+    let mut cut = text.len() / 2;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text.truncate(cut);
+    cut
+}
+
+/// Cuts the longest value among `texts` (name, value) in half and marks `marks`. False when
+/// every value is empty (nothing left to cut).
+fn cut_longest(
+    texts: Vec<(String, &mut String)>,
+    marks: &mut BTreeMap<String, String>,
+    stats: &Stats,
+) -> bool {
+    let Some((field, text)) = texts
+        .into_iter()
+        .filter(|(name, t)| !t.is_empty() && name != TRUNCATED_ATTR && name != TRUNCATED_FIELD_ATTR)
+        .max_by_key(|(_, t)| t.len())
+    else {
+        return false;
+    };
+    let original = text.len();
+    let now = halve(text);
+    let first_cut = !marks.contains_key(TRUNCATED_ATTR);
+    // A later cut of the same text keeps its first original size.
+    if first_cut || marks.get(TRUNCATED_FIELD_ATTR) != Some(&field) {
+        marks.insert(TRUNCATED_ATTR.into(), original.to_string());
+        marks.insert(TRUNCATED_FIELD_ATTR.into(), field.clone());
+    }
+    if first_cut {
+        stats.add_events_truncated(1);
+    }
+    tracing::warn!(
+        %field,
+        original,
+        now,
+        "one record alone is larger than Kafka accepts: its longest text is cut (marked sightline.truncated)"
+    );
+    true
+}
+
+/// Splits a run of audit events Kafka refused as too large: two halves, or one event with
+/// its longest text cut (see the module docs). `None` when nothing can be made smaller: the
+/// caller retries as it is.
+pub(crate) fn shrink_audit(events: &[AuditEvent], stats: &Stats) -> Option<Vec<Vec<AuditEvent>>> {
+    if events.len() >= 2 {
+        stats.add_batches_split(1);
+        tracing::warn!(
+            events = events.len(),
+            "Kafka refused audit events as too large (raise its message.max.bytes): split in two"
+        );
+        let (a, z) = events.split_at(events.len() / 2);
+        return Some(vec![a.to_vec(), z.to_vec()]);
+    }
+    let mut ev = events.first()?.clone();
+    let mut marks = std::mem::take(&mut ev.attributes);
+    let mut values: BTreeMap<String, String> = marks.clone();
+    let mut message = std::mem::take(&mut ev.message);
+    let mut texts: Vec<(String, &mut String)> = vec![("message".into(), &mut message)];
+    texts.extend(values.iter_mut().map(|(k, v)| (k.clone(), v)));
+    let cut = cut_longest(texts, &mut marks, stats);
+    // Cut values go back; the marks win over the copies they replace.
+    for (k, v) in values {
+        if k != TRUNCATED_ATTR && k != TRUNCATED_FIELD_ATTR {
+            marks.insert(k, v);
+        }
+    }
+    ev.message = message;
+    ev.attributes = marks;
+    if !cut {
+        return None;
+    }
+    stats.add_batches_split(1);
+    Some(vec![vec![ev]])
+}
+
+/// Splits a metric batch Kafka refused as too large: two batches of half the points each,
+/// or, for one point, its longest attribute value cut (see the module docs). `None` when
+/// nothing can be made smaller.
+pub(crate) fn shrink_metrics(b: &MetricBatch, stats: &Stats) -> Option<Vec<MetricBatch>> {
+    if b.points.len() >= 2 {
+        stats.add_batches_split(1);
+        tracing::warn!(
+            points = b.points.len(),
+            "Kafka refused metric samples as too large (raise its message.max.bytes): split in two"
+        );
+        let (a, z) = b.points.split_at(b.points.len() / 2);
+        let half = |points: &[_]| MetricBatch {
+            points: points.to_vec(),
+            ..b.clone()
+        };
+        return Some(vec![half(a), half(z)]);
+    }
+    let mut out = b.clone();
+    let mut marks = out.resource_attributes.clone();
+    let mut texts: Vec<(String, &mut String)> = out
+        .resource_attributes
+        .iter_mut()
+        .map(|(k, v)| (k.clone(), v))
+        .collect();
+    if let Some(p) = out.points.first_mut() {
+        texts.extend(
+            p.attributes
+                .iter_mut()
+                .map(|(k, v)| (format!("point.{k}"), v)),
+        );
+    }
+    if !cut_longest(texts, &mut marks, stats) {
+        return None;
+    }
+    for k in [TRUNCATED_ATTR, TRUNCATED_FIELD_ATTR] {
+        if let Some(v) = marks.remove(k) {
+            out.resource_attributes.insert(k.into(), v);
+        }
+    }
+    stats.add_batches_split(1);
+    Some(vec![out])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sightline_model::{encode_audit, encode_metrics, Actor, MetricPoint};
+
+    fn audit(i: u64, command: &str) -> AuditEvent {
+        AuditEvent {
+            time_ns: i,
+            action: "container.exec_start".into(),
+            actor: Actor {
+                id: "c1".into(),
+                ..Default::default()
+            },
+            message: format!("exec {i}"),
+            attributes: BTreeMap::from([("exec.command".into(), command.into())]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn audit_runs_split_in_order_then_the_longest_text_is_cut() {
+        let stats = Stats::default();
+        let run: Vec<AuditEvent> = (0..5).map(|i| audit(i, "sh")).collect();
+        let parts = shrink_audit(&run, &stats).unwrap();
+        assert_eq!(parts.concat(), run, "every event, in order");
+        assert_eq!((parts[0].len(), parts[1].len()), (2, 3));
+
+        let big = audit(9, &"é".repeat(1000));
+        let once = shrink_audit(std::slice::from_ref(&big), &stats).unwrap();
+        let cut = &once[0][0];
+        assert!(encode_audit(&once[0]).len() < encode_audit(std::slice::from_ref(&big)).len());
+        assert_eq!(cut.attributes["exec.command"].len(), 1000);
+        assert_eq!(cut.attributes[TRUNCATED_ATTR], "2000");
+        assert_eq!(cut.attributes[TRUNCATED_FIELD_ATTR], "exec.command");
+        assert_eq!((cut.message.as_str(), cut.time_ns), ("exec 9", 9));
+        // Cut again: the original size stays, the event is counted once.
+        let twice = shrink_audit(&once[0], &stats).unwrap();
+        assert_eq!(twice[0][0].attributes["exec.command"].len(), 500);
+        assert_eq!(twice[0][0].attributes[TRUNCATED_ATTR], "2000");
+        assert_eq!(stats.snapshot().events_truncated, 1);
+        assert_eq!(stats.snapshot().batches_split, 3);
+    }
+
+    #[test]
+    fn an_audit_event_with_nothing_to_cut_is_left_as_it_is() {
+        let stats = Stats::default();
+        let mut e = audit(1, "");
+        e.message.clear();
+        assert!(shrink_audit(&[e], &stats).is_none());
+        assert!(shrink_audit(&[], &stats).is_none());
+    }
+
+    #[test]
+    fn metric_batches_split_by_points_then_attributes_are_cut() {
+        let stats = Stats::default();
+        let b = MetricBatch {
+            time_ns: 5,
+            resource_attributes: BTreeMap::from([("aws.ecs.cluster.name".into(), "c".into())]),
+            points: (0..3)
+                .map(|i| MetricPoint::gauge("container.pids.count", "{pids}", i as f64))
+                .collect(),
+            ..Default::default()
+        };
+        let parts = shrink_metrics(&b, &stats).unwrap();
+        assert_eq!(parts.len(), 2);
+        let points: Vec<_> = parts.iter().flat_map(|p| p.points.clone()).collect();
+        assert_eq!(points, b.points);
+        assert!(parts
+            .iter()
+            .all(|p| p.time_ns == 5 && p.resource_attributes == b.resource_attributes));
+
+        let mut one = parts[0].clone();
+        one.points[0]
+            .attributes
+            .insert("interface".into(), "x".repeat(4000));
+        let cut = shrink_metrics(&one, &stats).unwrap().remove(0);
+        assert!(encode_metrics(std::slice::from_ref(&cut)).len() < encode_metrics(&[one]).len());
+        assert_eq!(cut.points[0].attributes["interface"].len(), 2000);
+        assert_eq!(cut.resource_attributes[TRUNCATED_ATTR], "4000");
+        assert_eq!(
+            cut.resource_attributes[TRUNCATED_FIELD_ATTR],
+            "point.interface"
+        );
+        assert_eq!(cut.resource_attributes["aws.ecs.cluster.name"], "c");
+
+        let bare = MetricBatch {
+            points: vec![MetricPoint::gauge("x", "1", 1.0)],
+            ..Default::default()
+        };
+        assert!(shrink_metrics(&bare, &stats).is_none());
+    }
+}
