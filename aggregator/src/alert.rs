@@ -80,6 +80,13 @@ pub trait ActionLog: Send + Sync {
     /// `event.actor` is Sightline's component (kind `sightline`, e.g. name `notifier`),
     /// `event.action` a dotted verb (`alert.notify`, `scaling.update_desired_count`).
     fn record(&self, event: AuditEvent);
+
+    /// Whether records of lesser weight (API requests) should wait: true when the log's
+    /// queue is so full that they would take the room kept for the actions that must not be
+    /// lost (notifications sent, desired counts changed). Default false (never full).
+    fn saturated(&self) -> bool {
+        false
+    }
 }
 
 /// An [`ActionLog`] that keeps events in memory (tests, and the dry-run API).

@@ -134,7 +134,8 @@ impl ApiAuth {
 }
 
 /// The middleware: `/healthz` passes; any other request needs a valid token (else 401) and
-/// is recorded once answered, with its method, path and status.
+/// is recorded once answered, with its method, path and status. While the audit log is
+/// [`ActionLog::saturated`] requests are refused with 503 and `Retry-After: 1`, unrecorded.
 pub async fn require_token(State(auth): State<Arc<ApiAuth>>, req: Request, next: Next) -> Response {
     if req.uri().path() == "/healthz" {
         return next.run(req).await;
@@ -147,6 +148,11 @@ pub async fn require_token(State(auth): State<Arc<ApiAuth>>, req: Request, next:
     let Some(holder) = holder else {
         return ApiError::Unauthorized.into_response();
     };
+    // Every answered request is audited; when the audit queue is half full, the room left
+    // is kept for notifications and scaling actions (`ActionLog::saturated`).
+    if auth.log.saturated() {
+        return ApiError::Busy("the audit trail is behind").into_response();
+    }
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
@@ -296,6 +302,40 @@ mod tests {
             !e.message.contains("0123456789abcdef"),
             "the token never reaches the trail"
         );
+    }
+
+    /// An action log whose queue is past half full.
+    #[derive(Default)]
+    struct Saturated(MemoryActionLog);
+
+    impl ActionLog for Saturated {
+        fn record(&self, event: sightline_model::AuditEvent) {
+            self.0.record(event);
+        }
+        fn saturated(&self) -> bool {
+            true
+        }
+    }
+
+    #[tokio::test]
+    async fn a_saturated_audit_log_turns_requests_away_unrecorded() {
+        let log = Arc::new(Saturated::default());
+        let auth = ApiAuth::new(&settings(), log.clone()).unwrap();
+        let app = Router::new()
+            .route("/api/v1/search", get(|| async { "hits" }))
+            .layer(axum::middleware::from_fn_with_state(auth, require_token));
+        let resp = app
+            .oneshot(
+                HttpRequest::get("/api/v1/search")
+                    .header("authorization", "Bearer 0123456789abcdef-bot")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()["retry-after"], "1");
+        assert!(log.0 .0.lock().unwrap().is_empty());
     }
 
     #[test]

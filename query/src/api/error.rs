@@ -37,6 +37,10 @@ pub enum ApiError {
     /// token (401, `"unauthorized"`, with `WWW-Authenticate: Bearer`).
     #[error("a valid API token is required (Authorization: Bearer <token>)")]
     Unauthorized,
+    /// The server is shedding load to protect something that must not fall behind (503,
+    /// `"unavailable"`, with `Retry-After: 1`); the string says what, for the client.
+    #[error("{0}; retry shortly")]
+    Busy(&'static str),
 }
 
 impl ApiError {
@@ -76,7 +80,9 @@ impl IntoResponse for ApiError {
             ApiError::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid query"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not found"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
-            ApiError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Timeout | ApiError::Busy(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload too large"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
@@ -92,6 +98,12 @@ impl IntoResponse for ApiError {
             resp.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        if matches!(self, ApiError::Busy(_)) {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
             );
         }
         resp
