@@ -81,12 +81,23 @@ pub trait ActionLog: Send + Sync {
     /// `event.action` a dotted verb (`alert.notify`, `scaling.update_desired_count`).
     fn record(&self, event: AuditEvent);
 
-    /// Whether records of lesser weight (API requests) should wait: true when the log's
-    /// queue is so full that they would take the room kept for the actions that must not be
-    /// lost (notifications sent, desired counts changed). Default false (never full).
-    fn saturated(&self) -> bool {
-        false
+    /// Reserves room for one record of lesser weight (an API request, recorded once it is
+    /// answered): false when the log could not take it without crowding out the actions
+    /// that must not be lost (notifications sent, desired counts changed), or cannot write
+    /// at all. A `true` must be followed by exactly one [`ActionLog::record_admitted`] or
+    /// [`ActionLog::cancel_admission`]. Default: always room.
+    fn admit(&self) -> bool {
+        true
     }
+
+    /// Records an event whose room [`ActionLog::admit`] reserved.
+    fn record_admitted(&self, event: AuditEvent) {
+        self.record(event);
+    }
+
+    /// Gives back room [`ActionLog::admit`] reserved and no record used (the request was
+    /// abandoned).
+    fn cancel_admission(&self) {}
 }
 
 /// An [`ActionLog`] that keeps events in memory (tests, and the dry-run API).

@@ -134,8 +134,8 @@ impl ApiAuth {
 }
 
 /// The middleware: `/healthz` passes; any other request needs a valid token (else 401) and
-/// is recorded once answered, with its method, path and status. While the audit log is
-/// [`ActionLog::saturated`] requests are refused with 503 and `Retry-After: 1`, unrecorded.
+/// is recorded once answered, with its method, path and status. When the audit log has no
+/// room for its record ([`ActionLog::admit`]) it is refused with 503 and `Retry-After: 1`.
 pub async fn require_token(State(auth): State<Arc<ApiAuth>>, req: Request, next: Next) -> Response {
     if req.uri().path() == "/healthz" {
         return next.run(req).await;
@@ -148,16 +148,16 @@ pub async fn require_token(State(auth): State<Arc<ApiAuth>>, req: Request, next:
     let Some(holder) = holder else {
         return ApiError::Unauthorized.into_response();
     };
-    // Every answered request is audited; when the audit queue is half full, the room left
-    // is kept for notifications and scaling actions (`ActionLog::saturated`).
-    if auth.log.saturated() {
+    // Every answered request is audited: its record's room is reserved first, from the half
+    // of the audit queue not kept for notifications and scaling actions.
+    let Some(admission) = Admission::new(&auth.log) else {
         return ApiError::Busy("the audit trail is behind").into_response();
-    }
+    };
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
     let resp = next.run(req).await;
-    auth.log.record(request_event(
+    admission.record(request_event(
         &holder,
         &method,
         &path,
@@ -165,6 +165,32 @@ pub async fn require_token(State(auth): State<Arc<ApiAuth>>, req: Request, next:
         resp.status().as_u16(),
     ));
     resp
+}
+
+/// Room for one request record ([`ActionLog::admit`]); given back when dropped unused (a
+/// client that went away before the answer).
+struct Admission<'a> {
+    log: &'a Arc<dyn ActionLog>,
+    used: bool,
+}
+
+impl<'a> Admission<'a> {
+    fn new(log: &'a Arc<dyn ActionLog>) -> Option<Self> {
+        log.admit().then_some(Admission { log, used: false })
+    }
+
+    fn record(mut self, event: AuditEvent) {
+        self.used = true;
+        self.log.record_admitted(event);
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        if !self.used {
+            self.log.cancel_admission();
+        }
+    }
 }
 
 /// The audit record of one authenticated request.
@@ -312,8 +338,8 @@ mod tests {
         fn record(&self, event: sightline_model::AuditEvent) {
             self.0.record(event);
         }
-        fn saturated(&self) -> bool {
-            true
+        fn admit(&self) -> bool {
+            false
         }
     }
 

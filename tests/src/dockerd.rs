@@ -1,6 +1,7 @@
 //! A private Docker engine for tests that stop and restart the engine itself: its own
 //! `dockerd` process with its own socket, data root (so its own `containers/` directory of
-//! json-file logs), exec root, managed containerd, no bridge network and no iptables rules.
+//! json-file logs), exec root, managed containerd (or, where a system containerd runs, its
+//! own namespaces in it), no bridge network and no iptables rules.
 //! The machine's engine, which every other test uses, is never touched.
 //!
 //! Needs root (dockerd mounts overlay file systems); [`PrivateEngine::start`] returns `None`
@@ -65,6 +66,21 @@ impl PrivateEngine {
         self.root.path().join("docker.sock")
     }
 
+    /// The containerd namespace of this engine: the temp dir's name (`sl-dockerd-…`).
+    fn namespace(&self) -> String {
+        let name = self.root.path().file_name().unwrap_or_default();
+        name.to_string_lossy().to_lowercase()
+    }
+
+    /// A `docker -H <this engine>` command that gives up after `secs` (a hung engine must
+    /// fail the test, not hang it).
+    fn docker_cmd(&self, secs: u32) -> Command {
+        let mut c = Command::new("timeout");
+        c.args([&secs.to_string(), "docker", "-H", &self.host()])
+            .stdin(Stdio::null());
+        c
+    }
+
     /// `unix://<socket>`, for `docker -H` and `$DOCKER_HOST`.
     pub fn host(&self) -> String {
         format!("unix://{}", self.socket().display())
@@ -78,12 +94,7 @@ impl PrivateEngine {
     /// Runs `docker -H <this engine> args…`; panics with its stderr when it fails. Returns
     /// its trimmed stdout.
     pub fn docker(&self, args: &[&str]) -> String {
-        let out = Command::new("docker")
-            .args(["-H", &self.host()])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("docker");
+        let out = self.docker_cmd(120).args(args).output().expect("docker");
         assert!(
             out.status.success(),
             "docker {args:?} failed: {}",
@@ -94,14 +105,8 @@ impl PrivateEngine {
 
     /// Whether the engine answers `docker version`.
     pub fn answers(&self) -> bool {
-        Command::new("docker")
-            .args([
-                "-H",
-                &self.host(),
-                "version",
-                "--format",
-                "{{.Server.Version}}",
-            ])
+        self.docker_cmd(10)
+            .args(["version", "--format", "{{.Server.Version}}"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -129,6 +134,13 @@ impl PrivateEngine {
             .arg("--pidfile")
             .arg(r.join("docker.pid"))
             .args(["--bridge", "none", "--iptables=false", "--ip6tables=false"])
+            // Its own managed containerd (under the exec root) unless a system containerd
+            // exists; then at least its own namespaces there, apart from the machine engine's.
+            .args(["--containerd-namespace", &self.namespace()])
+            .args([
+                "--containerd-plugins-namespace",
+                &format!("{}-plugins", self.namespace()),
+            ])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dockerd log"))
             .stderr(log)
@@ -169,17 +181,15 @@ impl Drop for PrivateEngine {
     fn drop(&mut self) {
         if self.child.is_some() {
             // Containers first, so that stopping the engine does not wait on them.
-            let ids = Command::new("docker")
-                .args(["-H", &self.host(), "ps", "-aq"])
+            let ids = self
+                .docker_cmd(30)
+                .args(["ps", "-aq"])
                 .output()
                 .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
                 .unwrap_or_default();
             let ids: Vec<&str> = ids.split_whitespace().collect();
             if !ids.is_empty() {
-                let _ = Command::new("docker")
-                    .args(["-H", &self.host(), "rm", "-f"])
-                    .args(&ids)
-                    .output();
+                let _ = self.docker_cmd(60).args(["rm", "-f"]).args(&ids).output();
             }
             self.stop();
         }
@@ -190,7 +200,7 @@ impl Drop for PrivateEngine {
         let mut below: Vec<&str> = mounts
             .lines()
             .filter_map(|l| l.split_whitespace().nth(1))
-            .filter(|m| m.starts_with(&root))
+            .filter(|m| *m == root || m.starts_with(&format!("{root}/")))
             .collect();
         below.sort_by_key(|m| std::cmp::Reverse(m.len()));
         for m in below {

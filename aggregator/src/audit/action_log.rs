@@ -5,11 +5,12 @@
 //! returns at once; a writer thread appends what has queued up as one batch (one fsync and
 //! one head commit per batch). When the queue is full the event is dropped, logged at
 //! `error` level and counted ([`StoreActionLog::dropped`]): a stalled disk must not stall
-//! alerting or scaling. Half the queue is kept for those actions: once it is half full,
-//! [`ActionLog::saturated`] says so, and the API answers 503 rather than add its request
-//! records (`api_auth`), so a flood of API calls cannot crowd them out.
+//! alerting or scaling. Half the queue is kept for those actions: API requests reserve
+//! their record's room before they run ([`ActionLog::admit`]), at most half the queue, and
+//! the API answers 503 when there is none (`api_auth`), so a flood of API calls cannot
+//! crowd them out. If the writer thread has died, nothing is admitted.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -29,8 +30,10 @@ enum Msg {
 /// writes what is queued and stops the writer thread.
 pub struct StoreActionLog {
     tx: Mutex<Option<SyncSender<Msg>>>,
-    /// Events queued and not yet appended.
+    /// Events queued and not yet appended, plus rooms reserved by `admit`.
     queued: Arc<AtomicUsize>,
+    /// Cleared when the writer thread ends (a panic included).
+    alive: Arc<AtomicBool>,
     capacity: usize,
     dropped: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
@@ -60,13 +63,18 @@ impl StoreActionLog {
         let (tx, rx) = mpsc::sync_channel(capacity);
         let failed = Arc::new(AtomicU64::new(0));
         let queued = Arc::new(AtomicUsize::new(0));
-        let (f, q) = (failed.clone(), queued.clone());
+        let alive = Arc::new(AtomicBool::new(true));
+        let (f, q, a) = (failed.clone(), queued.clone(), alive.clone());
         let worker = std::thread::Builder::new()
             .name("audit-action-log".into())
-            .spawn(move || writer(store, rx, f, q))?;
+            .spawn(move || {
+                let _alive = AliveGuard(a);
+                writer(store, rx, f, q)
+            })?;
         Ok(StoreActionLog {
             tx: Mutex::new(Some(tx)),
             queued,
+            alive,
             capacity,
             dropped: Arc::new(AtomicU64::new(0)),
             failed,
@@ -115,10 +123,18 @@ impl Drop for StoreActionLog {
     }
 }
 
-impl ActionLog for StoreActionLog {
-    /// Queues `event`. An `event_id` of 0 (unset) is replaced by a content ID of the event
-    /// plus a per-process counter, so two identical actions are both kept.
-    fn record(&self, mut event: AuditEvent) {
+/// Clears its flag when dropped: when the writer thread ends, by return or by panic.
+struct AliveGuard(Arc<AtomicBool>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+}
+
+impl StoreActionLog {
+    /// Queues `event`, whose place in `queued` is already counted.
+    fn enqueue(&self, mut event: AuditEvent) {
         if event.event_id == EventId::default() {
             let n = self.counter.fetch_add(1, Ordering::Relaxed).to_string();
             let pid = std::process::id().to_string();
@@ -136,8 +152,6 @@ impl ActionLog for StoreActionLog {
             ]);
         }
         let guard = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-        // Counted before the send, so the writer never sees more appended than queued.
-        self.queued.fetch_add(1, Ordering::Relaxed);
         let result = match guard.as_ref() {
             Some(tx) => tx.try_send(Msg::Event(Box::new(event))),
             None => Err(TrySendError::Disconnected(Msg::Event(Box::default()))),
@@ -152,10 +166,37 @@ impl ActionLog for StoreActionLog {
             tracing::error!(reason = why, "audit action log: dropping an action record");
         }
     }
+}
 
-    /// True once half the queue is taken.
-    fn saturated(&self) -> bool {
-        self.queued.load(Ordering::Relaxed) >= self.capacity.div_ceil(2)
+impl ActionLog for StoreActionLog {
+    /// Queues `event`. An `event_id` of 0 (unset) is replaced by a content ID of the event
+    /// plus a per-process counter, so two identical actions are both kept.
+    fn record(&self, event: AuditEvent) {
+        // Counted before the send, so the writer never subtracts more than was added.
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        self.enqueue(event);
+    }
+
+    /// Room while less than half the queue is taken (queued events and reservations) and
+    /// the writer runs.
+    fn admit(&self) -> bool {
+        if !self.alive.load(Ordering::Relaxed) {
+            return false;
+        }
+        let half = self.capacity.div_ceil(2);
+        self.queued
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                (q < half).then_some(q + 1)
+            })
+            .is_ok()
+    }
+
+    fn record_admitted(&self, event: AuditEvent) {
+        self.enqueue(event);
+    }
+
+    fn cancel_admission(&self) {
+        self.queued.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -206,16 +247,17 @@ mod tests {
         }
     }
 
-    /// With the writer stalled (a disk that does not answer), the log says it is saturated
-    /// once half its queue is taken, while the other half still takes actions; when the
-    /// writer catches up, everything queued is appended and the log is no longer saturated.
+    /// With the writer stalled (a disk that does not answer), API records are admitted only
+    /// while less than half the queue is taken, and the other half still takes actions;
+    /// when the writer catches up, everything queued is appended and room is back.
     #[test]
     fn half_the_queue_is_kept_for_actions() {
         let tmp = tempfile::tempdir().unwrap();
         let store = AuditStore::open(tmp.path(), AuditConfig::default()).unwrap();
-        let log = StoreActionLog::with_capacity(store.clone(), 8).unwrap();
+        let log = StoreActionLog::with_capacity(store.clone(), 16).unwrap();
         // Stall the writer: it blocks handing this flush's acknowledgement over until the
-        // test takes it.
+        // test takes it. Records it takes along before blocking are appended and no longer
+        // queued, so the test fills the queue until admission stops, whatever the timing.
         let (ack_tx, ack_rx) = mpsc::sync_channel(0);
         log.tx
             .lock()
@@ -224,20 +266,32 @@ mod tests {
             .unwrap()
             .send(Msg::Flush(ack_tx))
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        for n in 0..3 {
-            log.record(action(n));
-            assert!(!log.saturated(), "{n} queued");
+        let mut recorded = 0;
+        let mut admitted = 0;
+        while log.admit() {
+            admitted += 1;
+            log.record_admitted(action(recorded));
+            recorded += 1;
+            assert!(recorded < 100, "the stalled writer never filled the queue");
         }
-        log.record(action(3));
-        assert!(log.saturated(), "4 of 8 queued: API requests wait");
-        for n in 4..8 {
-            log.record(action(n));
+        assert!(admitted >= 8);
+        // Half the queue taken: no more API records, but actions still go in (7, not 8: the
+        // flush message may still hold a slot if the writer has not taken it yet).
+        for _ in 0..7 {
+            log.record(action(recorded));
+            recorded += 1;
         }
+        assert!(!log.admit());
         assert_eq!(log.dropped(), 0, "the kept half takes actions");
+        // A reservation given back leaves no trace.
         ack_rx.recv().unwrap();
         log.flush();
-        assert!(!log.saturated());
-        assert_eq!(store.head().0, 8, "every action appended");
+        assert!(log.admit());
+        log.cancel_admission();
+        assert_eq!(log.queued.load(Ordering::Relaxed), 0);
+        assert_eq!(store.head().0, recorded as u64, "every record appended");
+        // A writer that has ended admits nothing.
+        log.close();
+        assert!(!log.admit());
     }
 }

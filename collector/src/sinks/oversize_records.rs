@@ -4,12 +4,15 @@
 //!
 //! - A run of audit events is split into two halves, in order. One audit event alone too
 //!   large (a `docker exec` with a 2 MB command line, a container with huge labels) has its
-//!   longest text — the message or one attribute value — cut to half its size, on a UTF-8
-//!   boundary, and is marked: [`TRUNCATED_ATTR`] = that text's original size in bytes,
-//!   [`TRUNCATED_FIELD_ATTR`] = which text (`message` or the attribute's name).
+//!   longest text — the message, an attribute value, the actor's name, or the container's
+//!   name, image or a label value — cut to half its size, on a UTF-8 boundary, and is
+//!   marked: [`TRUNCATED_ATTR`] = that text's original size in bytes,
+//!   [`TRUNCATED_FIELD_ATTR`] = which text (`message`, an attribute's name, `actor.name`,
+//!   `container.name`, `container.image`, `container.label.<key>`). IDs, which key and
+//!   identify the record, are never cut.
 //! - A metric batch is split into two batches of the same resource and instant, each with
-//!   half its points. One point alone too large has its longest resource or point attribute
-//!   value cut the same way, marked in the resource attributes.
+//!   half its points. One point alone too large has its longest resource attribute, point
+//!   attribute or container text cut the same way, marked in the resource attributes.
 //!
 //! Both count in `sightline_collector_kafka_batches_split_total` and, for the first cut of a
 //! record, `sightline_collector_events_truncated_total`.
@@ -32,6 +35,26 @@ fn halve(text: &mut String) -> usize {
     }
     text.truncate(cut);
     cut
+}
+
+/// The container's cuttable texts, named as in [`TRUNCATED_FIELD_ATTR`].
+fn container_texts(
+    c: &mut Option<std::sync::Arc<sightline_model::Container>>,
+) -> Vec<(String, &mut String)> {
+    let Some(c) = c.as_mut() else {
+        return Vec::new();
+    };
+    let c = std::sync::Arc::make_mut(c);
+    let mut texts: Vec<(String, &mut String)> = vec![
+        ("container.name".into(), &mut c.name),
+        ("container.image".into(), &mut c.image),
+    ];
+    texts.extend(
+        c.labels
+            .iter_mut()
+            .map(|(k, v)| (format!("container.label.{k}"), v)),
+    );
+    texts
 }
 
 /// Cuts the longest value among `texts` (name, value) in half and marks `marks`. False when
@@ -85,8 +108,12 @@ pub(crate) fn shrink_audit(events: &[AuditEvent], stats: &Stats) -> Option<Vec<V
     let mut marks = std::mem::take(&mut ev.attributes);
     let mut values: BTreeMap<String, String> = marks.clone();
     let mut message = std::mem::take(&mut ev.message);
-    let mut texts: Vec<(String, &mut String)> = vec![("message".into(), &mut message)];
+    let mut texts: Vec<(String, &mut String)> = vec![
+        ("message".into(), &mut message),
+        ("actor.name".into(), &mut ev.actor.name),
+    ];
     texts.extend(values.iter_mut().map(|(k, v)| (k.clone(), v)));
+    texts.extend(container_texts(&mut ev.resource.container));
     let cut = cut_longest(texts, &mut marks, stats);
     // Cut values go back; the marks win over the copies they replace.
     for (k, v) in values {
@@ -134,6 +161,7 @@ pub(crate) fn shrink_metrics(b: &MetricBatch, stats: &Stats) -> Option<Vec<Metri
                 .map(|(k, v)| (format!("point.{k}"), v)),
         );
     }
+    texts.extend(container_texts(&mut out.resource.container));
     if !cut_longest(texts, &mut marks, stats) {
         return None;
     }
@@ -187,6 +215,38 @@ mod tests {
         assert_eq!(twice[0][0].attributes[TRUNCATED_ATTR], "2000");
         assert_eq!(stats.snapshot().events_truncated, 1);
         assert_eq!(stats.snapshot().batches_split, 3);
+    }
+
+    #[test]
+    fn huge_container_labels_are_cut_too() {
+        let stats = Stats::default();
+        let mut e = audit(1, "sh");
+        e.resource.container = Some(std::sync::Arc::new(sightline_model::Container {
+            id: "c1".into(),
+            name: "web-1".into(),
+            labels: BTreeMap::from([("blob".into(), "z".repeat(3000))]),
+            ..Default::default()
+        }));
+        let cut = shrink_audit(&[e], &stats).unwrap().remove(0).remove(0);
+        let c = cut.resource.container.as_ref().unwrap();
+        assert_eq!((c.id.as_str(), c.labels["blob"].len()), ("c1", 1500));
+        assert_eq!(cut.attributes[TRUNCATED_FIELD_ATTR], "container.label.blob");
+        assert_eq!(cut.attributes[TRUNCATED_ATTR], "3000");
+
+        let b = MetricBatch {
+            resource: cut.resource.clone(),
+            points: vec![MetricPoint::gauge("x", "1", 1.0)],
+            ..Default::default()
+        };
+        let m = shrink_metrics(&b, &stats).unwrap().remove(0);
+        assert_eq!(
+            m.resource.container.as_ref().unwrap().labels["blob"].len(),
+            750
+        );
+        assert_eq!(
+            m.resource_attributes[TRUNCATED_FIELD_ATTR],
+            "container.label.blob"
+        );
     }
 
     #[test]

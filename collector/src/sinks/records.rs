@@ -201,9 +201,15 @@ impl RecordSink {
     /// (the limit may be raised meanwhile). False when shutdown began.
     async fn pause_unshrinkable(shutdown: &watch::Receiver<bool>) -> bool {
         let mut watch = shutdown.clone();
+        let stop = async move {
+            // A dropped sender is no shutdown signal: only the sleep ends the wait then.
+            if watch.wait_for(|s| *s).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(5)) => !*shutdown.borrow(),
-            _ = watch.wait_for(|s| *s) => false,
+            _ = stop => false,
         }
     }
 

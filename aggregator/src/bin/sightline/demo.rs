@@ -71,18 +71,30 @@ fn remove_containers(names: &[String]) {
             ),
             Err(e) => eprintln!("demo: cannot run docker rm -f: {e}"),
         }
+        // Gone only when the engine says so: an engine too busy to answer keeps it listed.
         left.retain(|name| {
             Command::new("docker")
-                .args(["inspect", "--format", "{{.Id}}", name])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
+                .args([
+                    "inspect",
+                    "--type",
+                    "container",
+                    "--format",
+                    "{{.Id}}",
+                    name,
+                ])
+                .stdin(Stdio::null())
+                .output()
+                .map_or(true, |o| {
+                    o.status.success()
+                        || !String::from_utf8_lossy(&o.stderr).contains("No such container")
+                })
         });
         if left.is_empty() {
             return;
         }
-        std::thread::sleep(Duration::from_millis(500 * attempt));
+        if attempt < 5 {
+            std::thread::sleep(Duration::from_millis(500 * attempt));
+        }
     }
     eprintln!("demo: containers not removed: {}", left.join(", "));
 }
@@ -167,12 +179,18 @@ fn start_containers(busybox: &Path) -> std::io::Result<Demo> {
     // Start consumers of the pipes first.
     for (svc, script) in SERVICES.iter().zip(scripts).rev() {
         let name = format!("sightline-demo-{svc}-{suffix}");
-        run(Command::new("docker")
+        let started = run(Command::new("docker")
             .args(["run", "-d", "--log-driver", "json-file", "--name", &name])
             .args(["--label", &format!("com.docker.compose.service={svc}")])
             .arg("-v")
             .arg(format!("{}:/demo", pipes.path().display()))
-            .args([IMAGE, script]))?;
+            .args([IMAGE, script]));
+        if let Err(e) = started {
+            // The demo falls back to simulated containers: leave no real ones behind.
+            names.push(name);
+            remove_containers(&names);
+            return Err(e);
+        }
         names.push(name);
     }
     eprintln!("demo: started containers {}", names.join(", "));

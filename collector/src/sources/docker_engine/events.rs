@@ -217,7 +217,9 @@ pub async fn run(
         host,
         service_label,
     } = ctx;
-    let mut last = since_ns;
+    // Without a stored cursor, events count from start-up, not from the first connection:
+    // an engine that comes up after the collector loses none of its first events.
+    let mut last = Some(since_ns.unwrap_or_else(now_ns));
     let mut backoff = Backoff::new(Duration::from_millis(cfg.max_backoff_ms));
     loop {
         if *shutdown.borrow() {

@@ -153,7 +153,9 @@ impl DockerEngineConfig {
     pub fn active(&self, socket: &std::path::Path, docker_host: Option<&str>) -> bool {
         self.enabled.unwrap_or_else(|| {
             self.socket.is_some()
-                || docker_host.is_some_and(|h| h.starts_with("unix://"))
+                || docker_host
+                    .and_then(|h| h.strip_prefix("unix://"))
+                    .is_some_and(|p| !p.is_empty())
                 || socket.exists()
         })
     }
@@ -235,6 +237,7 @@ mod tests {
         assert!(!c.active(missing, None), "default socket absent: off");
         assert!(!c.active(missing, Some("tcp://10.0.0.1:2375")));
         assert!(c.active(missing, Some("unix:///nonexistent/docker.sock")));
+        assert!(!c.active(missing, Some("unix://")), "no path: the default");
         c.socket = Some(missing.to_path_buf());
         assert!(c.active(missing, None), "socket named in the config: on");
         c.enabled = Some(false);
