@@ -6,6 +6,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
+use sightline_model::{decode_audit, decode_metrics, AuditEvent, MetricBatch};
 
 /// The payloads of every message now in `topic` (all partitions, from the beginning),
 /// reading until no message came for `idle` or `max` passed. Empty when the topic does not
@@ -45,4 +46,40 @@ pub fn read_all(brokers: &str, topic: &str, idle: Duration, max: Duration) -> Ve
         }
     }
     out
+}
+
+/// Every record now in `topic` (see [`read_all`]; idle 2 s, at most 20 s), each message
+/// decoded with `decode`. Panics, naming `what`, when a message does not decode.
+fn decode_all<T, E: std::fmt::Debug>(
+    brokers: &str,
+    topic: &str,
+    decode: fn(&[u8]) -> Result<Vec<T>, E>,
+    what: &str,
+) -> Vec<T> {
+    read_all(
+        brokers,
+        topic,
+        Duration::from_secs(2),
+        Duration::from_secs(20),
+    )
+    .iter()
+    .flat_map(|p| decode(p).unwrap_or_else(|e| panic!("{what} payload: {e:?}")))
+    .collect()
+}
+
+/// The audit events now in `topic`.
+pub fn audit_events(brokers: &str, topic: &str) -> Vec<AuditEvent> {
+    decode_all(brokers, topic, decode_audit, "audit")
+}
+
+/// The metric batches of container `container` now in `topic`.
+pub fn container_metrics(brokers: &str, topic: &str, container: &str) -> Vec<MetricBatch> {
+    let mut batches = decode_all(brokers, topic, decode_metrics, "metrics");
+    batches.retain(|b| {
+        b.resource
+            .container
+            .as_ref()
+            .is_some_and(|c| c.id == container)
+    });
+    batches
 }

@@ -233,3 +233,25 @@ pub fn run_id() -> String {
         .as_nanos();
     format!("{:x}{:x}", std::process::id(), nanos % 0xffff_ffff)
 }
+
+/// The collector's `/metrics` page (Prometheus text) on `127.0.0.1:port`, if it answers.
+pub fn scrape(port: u16) -> Option<String> {
+    ureq::get(format!("http://127.0.0.1:{port}/metrics"))
+        .call()
+        .ok()?
+        .body_mut()
+        .read_to_string()
+        .ok()
+}
+
+/// The value of the sample `metric` (its name and labels as written, e.g.
+/// `sightline_collector_spool_bytes`) on the collector's `/metrics` page, if present.
+pub fn scrape_value(port: u16, metric: &str) -> Option<f64> {
+    scrape(port)?.lines().find_map(|l| {
+        l.strip_prefix(metric)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}

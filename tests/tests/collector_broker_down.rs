@@ -22,7 +22,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use sightline_model::kafka::partition_for_key;
 use sightline_model::{decode_logs, LogEvent};
-use sightline_tests::{bin, free_port, run_id, wait_for, Broker, Env, Proc};
+use sightline_tests::{bin, free_port, run_id, scrape_value, wait_for, Broker, Env, Proc};
 
 /// The topic's real partition count (created by the test), unlike `kafka.partitions` (2).
 const PARTITIONS: i32 = 4;
@@ -149,22 +149,6 @@ fn read_topic(brokers: &str, topic: &str) -> Vec<(i32, LogEvent)> {
     out
 }
 
-fn scrape(port: u16, metric: &str) -> Option<f64> {
-    let text = ureq::get(format!("http://127.0.0.1:{port}/metrics"))
-        .call()
-        .ok()?
-        .body_mut()
-        .read_to_string()
-        .ok()?;
-    text.lines().find_map(|l| {
-        l.strip_prefix(metric)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
-
 fn line_no(e: &LogEvent) -> usize {
     e.message
         .strip_prefix("line ")
@@ -239,7 +223,7 @@ listen = "127.0.0.1:{port}"
     };
     let spooled = |n: f64| {
         wait_for(Duration::from_secs(30), || {
-            scrape(port, "sightline_collector_events_spooled_total").filter(|&s| s >= n)
+            scrape_value(port, "sightline_collector_events_spooled_total").filter(|&s| s >= n)
         })
     };
 
@@ -321,8 +305,8 @@ listen = "127.0.0.1:{port}"
         );
     }
     let drained = wait_for(Duration::from_secs(30), || {
-        (scrape(port, "sightline_collector_spool_bytes") == Some(0.0)
-            && scrape(port, "sightline_collector_spooling") == Some(0.0))
+        (scrape_value(port, "sightline_collector_spool_bytes") == Some(0.0)
+            && scrape_value(port, "sightline_collector_spooling") == Some(0.0))
         .then_some(())
     });
     assert!(drained.is_some(), "spool not drained\n{}", logs(dir.path()));

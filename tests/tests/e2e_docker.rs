@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use regex::Regex;
 use sightline_tests::docker::{self, RunOpts};
-use sightline_tests::{api, bin, free_port, run_id, wait_for, Broker, Env, Proc};
+use sightline_tests::{api, bin, free_port, run_id, scrape_value, wait_for, Broker, Env, Proc};
 
 fn containers_dir() -> String {
     std::env::var("SIGHTLINE_DOCKER_CONTAINERS_DIR")
@@ -343,22 +343,6 @@ fn sigkill_restarts_keep_every_line_exactly_once() {
     stack.start_collector();
     assert_eq!(c.wait(), 0);
     assert_every_line_once(&stack, &run, n, ids);
-}
-
-fn scrape_value(port: u16, metric: &str) -> Option<f64> {
-    let text = ureq::get(format!("http://127.0.0.1:{port}/metrics"))
-        .call()
-        .ok()?
-        .body_mut()
-        .read_to_string()
-        .ok()?;
-    text.lines().find_map(|l| {
-        l.strip_prefix(metric)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
 }
 
 #[test]

@@ -11,49 +11,20 @@ use std::process::Command;
 use std::time::Duration;
 
 use sightline_model::metric::names;
-use sightline_model::{decode_audit, decode_metrics, AuditEvent, MetricBatch};
+use sightline_model::{AuditEvent, MetricBatch};
 use sightline_tests::docker::{self, RunOpts};
-use sightline_tests::kafka::read_all;
-use sightline_tests::{bin, free_port, run_id, wait_for, Broker, Env, Proc};
+use sightline_tests::kafka::{audit_events, container_metrics};
+use sightline_tests::{bin, free_port, run_id, scrape, wait_for, Broker, Env, Proc};
 
 fn metrics_of(brokers: &str, container: &str) -> Vec<MetricBatch> {
-    read_all(
-        brokers,
-        "sightline.metrics",
-        Duration::from_secs(2),
-        Duration::from_secs(20),
-    )
-    .iter()
-    .flat_map(|p| decode_metrics(p).expect("metrics payload decodes"))
-    .filter(|b| {
-        b.resource
-            .container
-            .as_ref()
-            .is_some_and(|c| c.id == container)
-    })
-    .collect()
+    container_metrics(brokers, "sightline.metrics", container)
 }
 
 fn audit_of(brokers: &str, actor: &str) -> Vec<AuditEvent> {
-    read_all(
-        brokers,
-        "sightline.audit",
-        Duration::from_secs(2),
-        Duration::from_secs(20),
-    )
-    .iter()
-    .flat_map(|p| decode_audit(p).expect("audit payload decodes"))
-    .filter(|e| e.actor.id == actor)
-    .collect()
-}
-
-fn scrape(port: u16) -> Option<String> {
-    ureq::get(format!("http://127.0.0.1:{port}/metrics"))
-        .call()
-        .ok()?
-        .body_mut()
-        .read_to_string()
-        .ok()
+    audit_events(brokers, "sightline.audit")
+        .into_iter()
+        .filter(|e| e.actor.id == actor)
+        .collect()
 }
 
 fn counter(text: &str, line_prefix: &str) -> u64 {

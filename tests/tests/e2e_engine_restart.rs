@@ -18,12 +18,12 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use sightline_model::decode_logs;
 use sightline_model::metric::names;
-use sightline_model::{decode_audit, decode_logs, decode_metrics, AuditEvent, MetricBatch};
 use sightline_tests::docker::{build_image, IMAGE};
 use sightline_tests::dockerd::PrivateEngine;
-use sightline_tests::kafka::read_all;
-use sightline_tests::{bin, free_port, run_id, wait_for, Broker, Env, Proc};
+use sightline_tests::kafka::{audit_events, container_metrics, read_all};
+use sightline_tests::{bin, free_port, run_id, scrape, wait_for, Broker, Env, Proc};
 
 /// Lines the steady container writes in its second boot: 20 every 0.1 s, so about 7 s'
 /// worth. Its first boot logs at that pace until the engine stops it.
@@ -76,45 +76,6 @@ fn lines_in_kafka(brokers: &str, topic: &str) -> BTreeMap<String, Vec<String>> {
         }
     }
     out
-}
-
-fn audit(brokers: &str, topic: &str) -> Vec<AuditEvent> {
-    read_all(
-        brokers,
-        topic,
-        Duration::from_secs(2),
-        Duration::from_secs(20),
-    )
-    .iter()
-    .flat_map(|p| decode_audit(p).expect("audit payload decodes"))
-    .collect()
-}
-
-fn metrics(brokers: &str, topic: &str, container: &str) -> Vec<MetricBatch> {
-    read_all(
-        brokers,
-        topic,
-        Duration::from_secs(2),
-        Duration::from_secs(20),
-    )
-    .iter()
-    .flat_map(|p| decode_metrics(p).expect("metrics payload decodes"))
-    .filter(|b| {
-        b.resource
-            .container
-            .as_ref()
-            .is_some_and(|c| c.id == container)
-    })
-    .collect()
-}
-
-fn scrape(port: u16) -> Option<String> {
-    ureq::get(format!("http://127.0.0.1:{port}/metrics"))
-        .call()
-        .ok()?
-        .body_mut()
-        .read_to_string()
-        .ok()
 }
 
 fn tail(dir: &std::path::Path, name: &str) -> String {
@@ -218,10 +179,10 @@ listen = "127.0.0.1:{port}"
     // Before the restart, the collector follows it all: lines, its start event, its stats.
     let before = wait_for(Duration::from_secs(60), || {
         let lines = lines_in_kafka(&broker.addr, &logs_topic);
-        let started = audit(&broker.addr, &audit_topic)
+        let started = audit_events(&broker.addr, &audit_topic)
             .iter()
             .any(|e| e.actor.id == steady && e.action == "container.start");
-        let sampled = !metrics(&broker.addr, &metrics_topic, &steady).is_empty();
+        let sampled = !container_metrics(&broker.addr, &metrics_topic, &steady).is_empty();
         (lines.get(&steady).is_some_and(|l| !l.is_empty()) && started && sampled).then_some(())
     });
     assert!(
@@ -300,7 +261,7 @@ listen = "127.0.0.1:{port}"
     }
 
     // Events after the restart.
-    let events = audit(&broker.addr, &audit_topic);
+    let events = audit_events(&broker.addr, &audit_topic);
     let find = |actor: &str, action: &str, after: u64| {
         events
             .iter()
@@ -336,7 +297,7 @@ listen = "127.0.0.1:{port}"
 
     // Stats resume for the restarted container.
     let samples = wait_for(Duration::from_secs(60), || {
-        let m = metrics(&broker.addr, &metrics_topic, &steady);
+        let m = container_metrics(&broker.addr, &metrics_topic, &steady);
         m.iter()
             .any(|b| b.time_ns > before_up && b.value(names::MEMORY_USAGE_TOTAL).is_some())
             .then_some(m)
