@@ -2,9 +2,12 @@
 //! `tests/fixtures/ecs/` (written from the formats in the agent's `ecs-agent/logger/log.go`
 //! and `agent/logger/audit/entry_types.go`), field by field, plus property tests.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use common::map;
 use proptest::prelude::*;
 use sightline_collector::parse::ecs_agent::{parse_agent_line, AgentRecord};
 use sightline_collector::parse::ecs_audit::{
@@ -28,13 +31,6 @@ fn fixture(name: &str) -> Vec<String> {
     let body = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
     body.split(|&b| b == b'\n')
         .map(|l| String::from_utf8_lossy(l).into_owned())
-        .collect()
-}
-
-fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
 

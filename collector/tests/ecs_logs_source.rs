@@ -4,6 +4,8 @@
 //! directory, long lines and invalid UTF-8. The channels to the sinks are drained here; log
 //! chunks are decoded with the model's decoder, exactly as Kafka consumers would read them.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -11,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::map;
 use sightline_collector::checkpoint::FileCheckpoint;
 use sightline_collector::config::{CorrelationConfig, PatternConfig};
 use sightline_collector::parse::app::Extractor;
@@ -229,13 +232,6 @@ impl Run {
             .map(|(_, _, e)| e.message.clone())
             .collect()
     }
-}
-
-fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 const TASK_ARN: &str =

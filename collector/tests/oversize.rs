@@ -4,22 +4,17 @@
 //! batches drained under a low limit. Every line must arrive exactly once, in order per key;
 //! a line alone larger than the limit arrives cut and marked, never dropped.
 
-use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod common;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::mocking::MockCluster;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{line, start};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use sightline_collector::config::CollectorConfig;
 use sightline_collector::sinks::oversize::TRUNCATED_ATTR;
-use sightline_collector::stats::Stats;
-use sightline_model::{decode_logs, LogEvent};
-use tokio::sync::watch;
+use sightline_model::LogEvent;
 
 const TOPIC: &str = "oversize-test";
 const PARTITIONS: i32 = 2;
@@ -27,53 +22,20 @@ const ID: &str = "b16b0000000000000000000000000000000000000000000000000000000000
 const BIG: usize = 100_000;
 
 fn container(root: &Path) -> PathBuf {
-    let dir = root.join(ID);
-    fs::create_dir_all(&dir).unwrap();
-    fs::write(
-        dir.join("config.v2.json"),
-        format!(r#"{{"ID":"{ID}","Name":"/big","Config":{{"Image":"busybox","Labels":{{}}}}}}"#),
-    )
-    .unwrap();
-    dir.join(format!("{ID}-json.log"))
+    common::fake_container(root, ID, "big", "{}")
 }
 
 /// Lines `0..n` (`line <i> x-correlation-id=k<i % 5> <padding>`, ~300 bytes), and, when
 /// `big`, line `n` of [`BIG`] bytes.
 fn write_lines(log: &Path, n: usize, big: bool) {
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
     let pad = "p".repeat(250);
-    for i in 0..n {
-        writeln!(
-            f,
-            r#"{{"log":"line {i} x-correlation-id=k{} {pad}\n","stream":"stdout","time":"2026-11-21T05:00:00Z"}}"#,
-            i % 5
-        )
-        .unwrap();
-    }
-    if big {
-        let text = format!("line {n} x-correlation-id=big ") + &"b".repeat(BIG);
-        writeln!(
-            f,
-            r#"{{"log":"{text}\n","stream":"stdout","time":"2026-11-21T05:00:00Z"}}"#
-        )
-        .unwrap();
-    }
+    let lines = (0..n).map(|i| format!("line {i} x-correlation-id=k{} {pad}", i % 5));
+    let big = big.then(|| format!("line {n} x-correlation-id=big ") + &"b".repeat(BIG));
+    common::append_stdout(log, lines.chain(big));
 }
 
 fn config(root: &Path, data: &Path, brokers: &str, max_message: Option<&str>) -> CollectorConfig {
-    let mut cfg = CollectorConfig::default();
-    cfg.docker.containers_dir = root.to_path_buf();
-    cfg.docker.poll_interval_ms = 20;
-    cfg.docker.discovery_interval_ms = 50;
-    cfg.data_dir = data.to_path_buf();
-    cfg.kafka.brokers = brokers.to_string();
-    cfg.kafka.topic = TOPIC.into();
-    cfg.host = Some("test-host".into());
-    cfg.docker_engine.enabled = Some(false);
+    let mut cfg = common::config(root, data, brokers, TOPIC);
     cfg.batch.linger_ms = 50;
     if let Some(m) = max_message {
         cfg.kafka
@@ -84,47 +46,15 @@ fn config(root: &Path, data: &Path, brokers: &str, max_message: Option<&str>) ->
     cfg
 }
 
-async fn start(
-    cfg: CollectorConfig,
-) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>, Arc<Stats>) {
-    let (tx, rx) = watch::channel(false);
-    let stats = Arc::new(Stats::default());
-    let s = stats.clone();
-    let h = tokio::spawn(async move { sightline_collector::run(cfg, s, rx).await.unwrap() });
-    (tx, h, stats)
-}
-
 /// Every event in the topic, in partition order: polls until `n` came (or 30 s), then
 /// 500 ms more to catch anything extra.
 async fn read_topic(brokers: &str, n: usize) -> Vec<LogEvent> {
     let brokers = brokers.to_string();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .set("group.id", "oversize-reader")
-            .set("enable.auto.commit", "false")
-            .create()
-            .unwrap();
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..PARTITIONS {
-            tpl.add_partition_offset(TOPIC, p, Offset::Beginning)
-                .unwrap();
-        }
-        consumer.assign(&tpl).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut extra_until: Option<Instant> = None;
-        let mut out = Vec::new();
-        loop {
-            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
-                out.extend(decode_logs(m.payload().unwrap()).unwrap());
-            }
-            if out.len() >= n && extra_until.is_none() {
-                extra_until = Some(Instant::now() + Duration::from_millis(500));
-            }
-            if extra_until.is_some_and(|t| Instant::now() > t) || Instant::now() > deadline {
-                return out;
-            }
-        }
+        common::read_topic(&brokers, "oversize-reader", TOPIC, PARTITIONS, n)
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect()
     })
     .await
     .unwrap()
@@ -133,13 +63,6 @@ async fn read_topic(brokers: &str, n: usize) -> Vec<LogEvent> {
 /// Lines `0..n` (and the big line `n` when `big`) each exactly once, in order per key when
 /// `ordered`; the big one cut and marked.
 fn assert_every_line_once(events: &[LogEvent], n: usize, big: bool, ordered: bool) {
-    let line = |e: &LogEvent| -> usize {
-        e.message
-            .strip_prefix("line ")
-            .and_then(|r| r.split(' ').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap()
-    };
     let mut lines: Vec<usize> = events.iter().map(line).collect();
     lines.sort_unstable();
     let total = n + big as usize;
@@ -178,8 +101,7 @@ fn assert_every_line_once(events: &[LogEvent], n: usize, big: bool, ordered: boo
 /// without splitting, the first batch would be refused forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_producer_limit_below_the_batch_size_splits_batches_and_cuts_a_lone_line() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic(TOPIC, PARTITIONS, 1).unwrap();
+    let cluster = common::cluster(TOPIC, PARTITIONS);
     let brokers = cluster.bootstrap_servers();
     let (root, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let log = container(root.path());
@@ -199,8 +121,7 @@ async fn a_producer_limit_below_the_batch_size_splits_batches_and_cuts_a_lone_li
 /// again, nothing is lost or repeated.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_refusals_as_too_large_split_and_deliver_everything_once() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic(TOPIC, PARTITIONS, 1).unwrap();
+    let cluster = common::cluster(TOPIC, PARTITIONS);
     cluster.request_errors(
         RDKafkaApiKey::Produce,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 3],
@@ -226,8 +147,7 @@ async fn broker_refusals_as_too_large_split_and_deliver_everything_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_spool_drain_splits_batches_too_large() {
     for broker_refuses in [false, true] {
-        let cluster = MockCluster::new(1).unwrap();
-        cluster.create_topic(TOPIC, PARTITIONS, 1).unwrap();
+        let cluster = common::cluster(TOPIC, PARTITIONS);
         cluster.broker_down(1).unwrap();
         let brokers = cluster.bootstrap_servers();
         let (root, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -237,11 +157,10 @@ async fn the_spool_drain_splits_batches_too_large() {
         let cfg = config(root.path(), data.path(), &brokers, limit);
         let (stop, handle, stats) = start(cfg).await;
         let n = 2000 + !broker_refuses as usize;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while stats.spool_state().1 < n as u64 {
-            assert!(Instant::now() < deadline, "not spooled");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        common::until("the lines spooled", Duration::from_secs(10), || {
+            stats.spool_state().1 >= n as u64
+        })
+        .await;
         if broker_refuses {
             cluster.request_errors(
                 RDKafkaApiKey::Produce,

@@ -2,20 +2,19 @@
 //! directory written in Docker's exact json-file format, rotation, split lines, a restart
 //! from the checkpoint, and exact counts of what reached the topic.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::start;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::mocking::MockCluster;
-use rdkafka::{ClientConfig, Message};
+use rdkafka::ClientConfig;
 use sightline_collector::config::{CollectorConfig, PatternConfig};
-use sightline_collector::stats::Stats;
-use sightline_model::{decode_logs, LogEvent};
-use tokio::sync::watch;
+use sightline_model::LogEvent;
 
 const TOPIC: &str = "logs-test";
 
@@ -26,16 +25,9 @@ struct FakeContainer {
 
 impl FakeContainer {
     fn new(root: &Path, id: &str, name: &str, service: &str) -> Self {
-        let dir = root.join(id);
-        fs::create_dir_all(&dir).unwrap();
-        fs::write(
-            dir.join("config.v2.json"),
-            format!(
-                r#"{{"ID":"{id}","Name":"/{name}","Config":{{"Image":"busybox","Labels":{{"com.docker.compose.service":"{service}"}}}}}}"#
-            ),
-        )
-        .unwrap();
-        let log = dir.join(format!("{id}-json.log"));
+        let labels = format!(r#"{{"com.docker.compose.service":"{service}"}}"#);
+        let log = common::fake_container(root, id, name, &labels);
+        let dir = log.parent().unwrap().to_path_buf();
         FakeContainer { dir, log }
     }
 
@@ -75,15 +67,7 @@ impl FakeContainer {
 }
 
 fn config(root: &Path, data: &Path, brokers: &str) -> CollectorConfig {
-    let mut cfg = CollectorConfig::default();
-    cfg.docker.containers_dir = root.to_path_buf();
-    cfg.docker.poll_interval_ms = 20;
-    cfg.docker.discovery_interval_ms = 50;
-    cfg.data_dir = data.to_path_buf();
-    cfg.kafka.brokers = brokers.to_string();
-    cfg.kafka.topic = TOPIC.into();
-    cfg.host = Some("test-host".into());
-    cfg.docker_engine.enabled = Some(false); // this host's real containers stay out of it
+    let mut cfg = common::config(root, data, brokers, TOPIC);
     cfg.batch.linger_ms = 20;
     cfg.correlation.patterns = vec![PatternConfig {
         regex: r"order-\d+".into(),
@@ -94,7 +78,7 @@ fn config(root: &Path, data: &Path, brokers: &str) -> CollectorConfig {
 
 struct Reader {
     consumer: BaseConsumer,
-    events: Vec<LogEvent>,
+    events: Vec<(i32, LogEvent)>,
 }
 
 impl Reader {
@@ -114,32 +98,15 @@ impl Reader {
 
     /// Polls until `n` events have arrived in total (or 30 s pass), then 300 ms more to catch
     /// anything extra.
-    fn until(&mut self, n: usize) -> &[LogEvent] {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut extra_until: Option<Instant> = None;
-        loop {
-            if let Some(Ok(m)) = self.consumer.poll(Duration::from_millis(50)) {
-                let payload = m.payload().unwrap();
-                self.events.extend(decode_logs(payload).unwrap());
-            }
-            if self.events.len() >= n && extra_until.is_none() {
-                extra_until = Some(Instant::now() + Duration::from_millis(300));
-            }
-            if extra_until.is_some_and(|t| Instant::now() > t) || Instant::now() > deadline {
-                return &self.events;
-            }
-        }
+    fn until(&mut self, n: usize) -> Vec<LogEvent> {
+        common::poll_events(
+            &self.consumer,
+            &mut self.events,
+            n,
+            Duration::from_millis(300),
+        );
+        self.events.iter().map(|(_, e)| e.clone()).collect()
     }
-}
-
-async fn start(
-    cfg: CollectorConfig,
-) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>, Arc<Stats>) {
-    let (tx, rx) = watch::channel(false);
-    let stats = Arc::new(Stats::default());
-    let s = stats.clone();
-    let h = tokio::spawn(async move { sightline_collector::run(cfg, s, rx).await.unwrap() });
-    (tx, h, stats)
 }
 
 fn messages_for(events: &[LogEvent], id: &str) -> Vec<String> {
@@ -152,8 +119,7 @@ fn messages_for(events: &[LogEvent], id: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tails_rotates_reassembles_and_resumes_exactly() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic(TOPIC, 3, 1).unwrap();
+    let cluster = common::cluster(TOPIC, 3);
     let brokers = cluster.bootstrap_servers();
     let root = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
@@ -188,7 +154,7 @@ async fn tails_rotates_reassembles_and_resumes_exactly() {
     }
 
     let mut reader = Reader::new(&brokers);
-    let events = reader.until(151).to_vec();
+    let events = reader.until(151);
     assert_eq!(
         events.len(),
         151,
@@ -234,7 +200,7 @@ async fn tails_rotates_reassembles_and_resumes_exactly() {
         );
     }
     let (stop, handle, _) = start(config(root.path(), data.path(), &brokers)).await;
-    let events = reader.until(158).to_vec();
+    let events = reader.until(158);
     assert_eq!(events.len(), 158, "no line re-sent after a clean restart");
     assert_eq!(messages_for(&events, "req-new").len(), 7);
 
@@ -253,8 +219,7 @@ async fn tails_rotates_reassembles_and_resumes_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_shipped_marked_never_dropped() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic(TOPIC, 2, 1).unwrap();
+    let cluster = common::cluster(TOPIC, 2);
     let brokers = cluster.bootstrap_servers();
     let root = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
@@ -277,7 +242,7 @@ async fn bad_input_is_shipped_marked_never_dropped() {
     drop(f);
     let (stop, handle, _) = start(config(root.path(), data.path(), &brokers)).await;
     let mut reader = Reader::new(&brokers);
-    let events = reader.until(8).to_vec();
+    let events = reader.until(8);
     stop.send(true).unwrap();
     handle.await.unwrap();
     // 1 fine + 2 malformed + 1 with NUL + the 1 MiB line cut into 4 parts of 256 KiB.
@@ -300,8 +265,7 @@ async fn bad_input_is_shipped_marked_never_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_rotations_while_stopped_lose_nothing() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic(TOPIC, 2, 1).unwrap();
+    let cluster = common::cluster(TOPIC, 2);
     let brokers = cluster.bootstrap_servers();
     let root = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
@@ -343,7 +307,7 @@ async fn two_rotations_while_stopped_lose_nothing() {
     for i in 900..1000 {
         c.write("stdout", &line(i));
     }
-    let events = reader.until(1000).to_vec();
+    let events = reader.until(1000);
     stop.send(true).unwrap();
     handle.await.unwrap();
     let mut got: Vec<String> = events.iter().map(|e| e.message.clone()).collect();
@@ -356,8 +320,7 @@ async fn two_rotations_while_stopped_lose_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joins_stack_traces_and_masks_secrets() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic(TOPIC, 1, 1).unwrap();
+    let cluster = common::cluster(TOPIC, 1);
     let brokers = cluster.bootstrap_servers();
     let root = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
@@ -381,7 +344,7 @@ async fn joins_stack_traces_and_masks_secrets() {
     app.write("stdout", "key AKIAIOSFODNN7EXAMPLE used by order-9");
     let (stop, handle, stats) = start(cfg).await;
     let mut reader = Reader::new(&brokers);
-    let events = reader.until(4).to_vec();
+    let events = reader.until(4);
     stop.send(true).unwrap();
     handle.await.unwrap();
     // The log line before the exception stands alone (Fluent Bit's java rule starts a
@@ -408,8 +371,7 @@ async fn joins_stack_traces_and_masks_secrets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_flushes_records_held_by_multiline() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic(TOPIC, 1, 1).unwrap();
+    let cluster = common::cluster(TOPIC, 1);
     let brokers = cluster.bootstrap_servers();
     let root = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
@@ -429,7 +391,7 @@ async fn rotation_flushes_records_held_by_multiline() {
     app.write("stdout", "  detail of order-2");
     app.write("stdout", "START order-3 third");
     let mut reader = Reader::new(&brokers);
-    let events = reader.until(2).to_vec();
+    let events = reader.until(2);
     stop.send(true).unwrap();
     handle.await.unwrap();
     // order-1's record was held when its file was rotated away: it still arrives, whole.
