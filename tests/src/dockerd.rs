@@ -1,7 +1,9 @@
 //! A private Docker engine for tests that stop and restart the engine itself: its own
 //! `dockerd` process with its own socket, data root (so its own `containers/` directory of
 //! json-file logs), exec root, managed containerd (or, where a system containerd runs, its
-//! own namespaces in it), no bridge network and no iptables rules.
+//! own namespaces in it), no bridge network and no iptables rules, in a network namespace
+//! of its own (`unshare --net`): with `--bridge none` dockerd deletes any interface named
+//! `docker0` in its namespace, which in the host's would be the machine engine's bridge.
 //! The machine's engine, which every other test uses, is never touched.
 //!
 //! Needs root (dockerd mounts overlay file systems); [`PrivateEngine::start`] returns `None`
@@ -31,14 +33,16 @@ impl PrivateEngine {
             .arg("-u")
             .output()
             .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-        let has_dockerd = Command::new("dockerd")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !(is_root && has_dockerd) {
-            let why = "a private dockerd needs root and the dockerd binary";
+        let has = |cmd: &str| {
+            Command::new(cmd)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !(is_root && has("dockerd") && has("unshare")) {
+            let why = "a private dockerd needs root, dockerd and unshare (util-linux)";
             assert!(!required, "{why} (SIGHTLINE_E2E_REQUIRED=1)");
             eprintln!("SKIPPED: {why}");
             return None;
@@ -122,7 +126,8 @@ impl PrivateEngine {
             .append(true)
             .open(self.log_dir.join("dockerd.log"))
             .expect("dockerd log");
-        let child = Command::new("dockerd")
+        let child = Command::new("unshare")
+            .args(["--net", "dockerd"])
             .arg("--config-file")
             .arg(r.join("daemon.json"))
             .arg("--host")

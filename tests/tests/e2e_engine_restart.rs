@@ -78,6 +78,20 @@ fn lines_in_kafka(brokers: &str, topic: &str) -> BTreeMap<String, Vec<String>> {
     out
 }
 
+/// The host's network interfaces, but containers' veth ends.
+fn host_interfaces() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| !n.starts_with("veth"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 fn tail(dir: &std::path::Path, name: &str) -> String {
     let text = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
     let lines: Vec<&str> = text.lines().rev().take(40).collect();
@@ -91,6 +105,7 @@ fn tail(dir: &std::path::Path, name: &str) -> String {
 fn engine_restart_loses_no_line_and_events_and_stats_resume() {
     let Some(env) = Env::get() else { return };
     let dir = tempfile::tempdir().unwrap();
+    let interfaces = host_interfaces();
     let Some(mut engine) = PrivateEngine::start(dir.path()) else {
         return;
     };
@@ -313,4 +328,7 @@ listen = "127.0.0.1:{port}"
         "collector exits cleanly on SIGTERM\n{}",
         tail(dir.path(), "collector")
     );
+    // The private engine left the machine's network alone (its bridge `docker0` included).
+    drop(engine);
+    assert_eq!(host_interfaces(), interfaces, "host network interfaces");
 }
