@@ -23,27 +23,17 @@ use std::time::{Duration, Instant};
 use sightline_aggregator::consumer::Stage;
 use sightline_aggregator::indexer::KafkaRecord;
 use sightline_aggregator::rollup::stage::{CaughtUp, Feed, RollupStage};
-use sightline_aggregator::rollup::{
-    KafkaPosition, LogPattern, RollupConfig, RollupStore, SharedRollups,
-};
-use sightline_model::{Container, EventId, Level, LogEvent, SourceKind, SourcePosition};
+use sightline_aggregator::rollup::SharedRollups;
+use sightline_model::{Container, EventId, LogEvent, SourceKind, SourcePosition};
 
 mod common;
 
-use common::{arg, cpu_seconds};
-
-/// SplitMix64: deterministic pseudo-random numbers from an index.
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
+use common::rollup::{apply_messages, mix_event, mix_timestamp_ns, rollup_store};
+use common::{arg, cpu_seconds, mix};
 
 /// The event mix of `rollup_throughput` (same messages, levels, services and timestamps),
 /// with the resource fields the collector sets.
 fn throughput_events(n: usize) -> Vec<LogEvent> {
-    let t0_ns: u64 = 1_714_521_600_000_000_000;
     let containers: Vec<Arc<Container>> = (0..20)
         .map(|s| {
             Arc::new(Container {
@@ -77,37 +67,9 @@ fn throughput_events(n: usize) -> Vec<LogEvent> {
         .collect();
     (0..n)
         .map(|i| {
-            let x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            let (message, level) = match i % 10 {
-                0..=2 => (
-                    format!(
-                        r#"{{"ts":"2024-05-01T00:00:00Z","msg":"handled request","path":"/api/orders/{}","status":{},"duration_ms":{}}}"#,
-                        x % 10_000,
-                        if x.is_multiple_of(50) { 503 } else { 200 },
-                        x % 900 + 1
-                    ),
-                    Some(Level::Info),
-                ),
-                3 => (
-                    format!(
-                        r#"10.0.{}.{} - - [01/May/2024:00:00:00 +0000] "GET /static/app.js HTTP/1.1" 200 5120 "-" "Mozilla/5.0" 0.{:03}"#,
-                        x % 256,
-                        (x >> 8) % 256,
-                        x % 1000
-                    ),
-                    None,
-                ),
-                4 => (
-                    format!("ERROR worker {} failed: java.lang.OutOfMemoryError: Java heap space while processing batch", x % 64),
-                    Some(Level::Error),
-                ),
-                _ => (
-                    format!("INFO order {} processed for customer {} in region us-east-1, items=3 total=42.50 currency=USD", x % 1_000_000, x % 77_777),
-                    Some(Level::Info),
-                ),
-            };
+            let (x, message, level) = mix_event(i);
             let svc = x % 20;
-            let ts = t0_ns + (i as u64) * 1_000_000_000 / 700_000;
+            let ts = mix_timestamp_ns(i);
             LogEvent {
                 event_id: EventId::derive(x % 97, i as u64),
                 timestamp_ns: ts,
@@ -127,20 +89,6 @@ fn throughput_events(n: usize) -> Vec<LogEvent> {
             }
         })
         .collect()
-}
-
-/// A store persisted in a temp directory, as `rollup_throughput` and production open it.
-fn throughput_store() -> (tempfile::TempDir, RollupStore) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let cfg = RollupConfig {
-        patterns: vec![LogPattern {
-            name: "oom".into(),
-            regex: "OutOfMemoryError".into(),
-        }],
-        ..Default::default()
-    };
-    let store = RollupStore::open(dir.path(), cfg).expect("open store");
-    (dir, store)
 }
 
 fn decode_cost(n: usize) {
@@ -178,7 +126,7 @@ fn decode_cost(n: usize) {
     };
 
     // (1) The real consume stage: decode + apply per Kafka message.
-    let (dir1, store) = throughput_store();
+    let (dir1, store) = rollup_store();
     let store = SharedRollups(Arc::new(RwLock::new(store)));
     let mut stage = RollupStage::new(
         store.clone(),
@@ -227,16 +175,9 @@ fn decode_cost(n: usize) {
         wall.elapsed().as_secs_f64(),
         cpu_seconds() - cpu,
     );
-    let (_dir2, mut store) = throughput_store();
+    let (_dir2, mut store) = rollup_store();
     let (wall, cpu) = (Instant::now(), cpu_seconds());
-    for (k, chunk) in decoded.iter().enumerate() {
-        let pos = KafkaPosition {
-            topic: "sightline.logs".into(),
-            partition: 0,
-            offset: k as i64,
-        };
-        store.apply_logs(chunk, Some(&pos));
-    }
+    apply_messages(&mut store, decoded.iter().map(Vec::as_slice));
     report(
         "apply_logs alone (decoded events)",
         wall.elapsed().as_secs_f64(),

@@ -13,50 +13,21 @@
 
 use std::time::Instant;
 
-use sightline_aggregator::rollup::{KafkaPosition, LogPattern, RollupConfig, RollupStore};
-use sightline_model::{EventId, Level, LogEvent};
+use sightline_model::{EventId, LogEvent};
 
 mod common;
 
+use common::rollup::{apply_messages, mix_event, mix_timestamp_ns, rollup_store};
 use common::{arg, cpu_seconds};
 
 fn main() {
     let n = arg("--events", 1_000_000);
-    let t0_ns: u64 = 1_714_521_600_000_000_000;
     let events: Vec<LogEvent> = (0..n)
         .map(|i| {
-            let x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            let (message, level) = match i % 10 {
-                0..=2 => (
-                    format!(
-                        r#"{{"ts":"2024-05-01T00:00:00Z","msg":"handled request","path":"/api/orders/{}","status":{},"duration_ms":{}}}"#,
-                        x % 10_000,
-                        if x.is_multiple_of(50) { 503 } else { 200 },
-                        x % 900 + 1
-                    ),
-                    Some(Level::Info),
-                ),
-                3 => (
-                    format!(
-                        r#"10.0.{}.{} - - [01/May/2024:00:00:00 +0000] "GET /static/app.js HTTP/1.1" 200 5120 "-" "Mozilla/5.0" 0.{:03}"#,
-                        x % 256,
-                        (x >> 8) % 256,
-                        x % 1000
-                    ),
-                    None,
-                ),
-                4 => (
-                    format!("ERROR worker {} failed: java.lang.OutOfMemoryError: Java heap space while processing batch", x % 64),
-                    Some(Level::Error),
-                ),
-                _ => (
-                    format!("INFO order {} processed for customer {} in region us-east-1, items=3 total=42.50 currency=USD", x % 1_000_000, x % 77_777),
-                    Some(Level::Info),
-                ),
-            };
+            let (x, message, level) = mix_event(i);
             LogEvent {
                 event_id: EventId::derive(x % 97, i as u64),
-                timestamp_ns: t0_ns + (i as u64) * 1_000_000_000 / 700_000,
+                timestamp_ns: mix_timestamp_ns(i),
                 service: format!("svc{}", x % 20),
                 level,
                 message,
@@ -65,24 +36,9 @@ fn main() {
         })
         .collect();
     let bytes: usize = events.iter().map(|e| e.message.len()).sum();
-    let cfg = RollupConfig {
-        patterns: vec![LogPattern {
-            name: "oom".into(),
-            regex: "OutOfMemoryError".into(),
-        }],
-        ..Default::default()
-    };
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut store = RollupStore::open(dir.path(), cfg).expect("open store");
+    let (_dir, mut store) = rollup_store();
     let (wall, cpu) = (Instant::now(), cpu_seconds());
-    for (k, chunk) in events.chunks(2_000).enumerate() {
-        let pos = KafkaPosition {
-            topic: "sightline.logs".into(),
-            partition: 0,
-            offset: k as i64,
-        };
-        store.apply_logs(chunk, Some(&pos));
-    }
+    apply_messages(&mut store, events.chunks(2_000));
     let apply_wall = wall.elapsed().as_secs_f64();
     let apply_cpu = (cpu_seconds() - cpu).max(1e-9);
     let flush = Instant::now();
