@@ -325,7 +325,7 @@ impl SpoolHandle {
                     }
                 };
                 match outcome {
-                    Ok(Ok(_)) => {}
+                    Ok(Ok(_)) => stats.add_batches_sent(1),
                     Ok(Err(e)) if too_large(&e) => match shrink(&b, &stats) {
                         Some(parts) => {
                             // Its parts are sent, and waited for, in its place.
