@@ -57,38 +57,35 @@ fn container_texts(
     texts
 }
 
-/// Cuts the longest value among `texts` (name, value) in half and marks `marks`. False when
-/// every value is empty (nothing left to cut).
-fn cut_longest(
-    texts: Vec<(String, &mut String)>,
-    marks: &mut BTreeMap<String, String>,
-    stats: &Stats,
-) -> bool {
-    let Some((field, text)) = texts
+/// Cuts the longest non-empty value among `texts` (name, value) in half, leaving the marks
+/// themselves alone: its name and original size, or `None` when nothing is left to cut.
+fn cut_longest(texts: Vec<(String, &mut String)>) -> Option<(String, usize)> {
+    let (field, text) = texts
         .into_iter()
         .filter(|(name, t)| !t.is_empty() && name != TRUNCATED_ATTR && name != TRUNCATED_FIELD_ATTR)
-        .max_by_key(|(_, t)| t.len())
-    else {
-        return false;
-    };
+        .max_by_key(|(_, t)| t.len())?;
     let original = text.len();
     let now = halve(text);
-    let first_cut = !marks.contains_key(TRUNCATED_ATTR);
-    // A later cut of the same text keeps its first original size.
-    if first_cut || marks.get(TRUNCATED_FIELD_ATTR) != Some(&field) {
-        marks.insert(TRUNCATED_ATTR.into(), original.to_string());
-        marks.insert(TRUNCATED_FIELD_ATTR.into(), field.clone());
-    }
-    if first_cut {
-        stats.add_events_truncated(1);
-    }
     tracing::warn!(
         %field,
         original,
         now,
         "one record alone is larger than Kafka accepts: its longest text is cut (marked sightline.truncated)"
     );
-    true
+    Some((field, original))
+}
+
+/// Marks `attrs` after a cut of `field` from `original` bytes; a later cut of the same text
+/// keeps its first original size, and a record is counted truncated once.
+fn mark(attrs: &mut BTreeMap<String, String>, (field, original): (String, usize), stats: &Stats) {
+    let first_cut = !attrs.contains_key(TRUNCATED_ATTR);
+    if first_cut || attrs.get(TRUNCATED_FIELD_ATTR) != Some(&field) {
+        attrs.insert(TRUNCATED_ATTR.into(), original.to_string());
+        attrs.insert(TRUNCATED_FIELD_ATTR.into(), field);
+    }
+    if first_cut {
+        stats.add_events_truncated(1);
+    }
 }
 
 /// Splits a run of audit events Kafka refused as too large: two halves, or one event with
@@ -105,27 +102,14 @@ pub(crate) fn shrink_audit(events: &[AuditEvent], stats: &Stats) -> Option<Vec<V
         return Some(vec![a.to_vec(), z.to_vec()]);
     }
     let mut ev = events.first()?.clone();
-    let mut marks = std::mem::take(&mut ev.attributes);
-    let mut values: BTreeMap<String, String> = marks.clone();
-    let mut message = std::mem::take(&mut ev.message);
     let mut texts: Vec<(String, &mut String)> = vec![
-        ("message".into(), &mut message),
+        ("message".into(), &mut ev.message),
         ("actor.name".into(), &mut ev.actor.name),
     ];
-    texts.extend(values.iter_mut().map(|(k, v)| (k.clone(), v)));
+    texts.extend(ev.attributes.iter_mut().map(|(k, v)| (k.clone(), v)));
     texts.extend(container_texts(&mut ev.resource.container));
-    let cut = cut_longest(texts, &mut marks, stats);
-    // Cut values go back; the marks win over the copies they replace.
-    for (k, v) in values {
-        if k != TRUNCATED_ATTR && k != TRUNCATED_FIELD_ATTR {
-            marks.insert(k, v);
-        }
-    }
-    ev.message = message;
-    ev.attributes = marks;
-    if !cut {
-        return None;
-    }
+    let cut = cut_longest(texts)?;
+    mark(&mut ev.attributes, cut, stats);
     stats.add_batches_split(1);
     Some(vec![vec![ev]])
 }
@@ -148,7 +132,6 @@ pub(crate) fn shrink_metrics(b: &MetricBatch, stats: &Stats) -> Option<Vec<Metri
         return Some(vec![half(a), half(z)]);
     }
     let mut out = b.clone();
-    let mut marks = out.resource_attributes.clone();
     let mut texts: Vec<(String, &mut String)> = out
         .resource_attributes
         .iter_mut()
@@ -162,14 +145,8 @@ pub(crate) fn shrink_metrics(b: &MetricBatch, stats: &Stats) -> Option<Vec<Metri
         );
     }
     texts.extend(container_texts(&mut out.resource.container));
-    if !cut_longest(texts, &mut marks, stats) {
-        return None;
-    }
-    for k in [TRUNCATED_ATTR, TRUNCATED_FIELD_ATTR] {
-        if let Some(v) = marks.remove(k) {
-            out.resource_attributes.insert(k.into(), v);
-        }
-    }
+    let cut = cut_longest(texts)?;
+    mark(&mut out.resource_attributes, cut, stats);
     stats.add_batches_split(1);
     Some(vec![out])
 }
